@@ -1,0 +1,75 @@
+"""Small helpers every module uses: seeding, device resolution, natural sort, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed python, numpy and torch (all devices) from one number; return a CPU generator seeded the same."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - libraries still draw from the legacy global RNG
+    torch.manual_seed(seed)  # also seeds every CUDA/MPS device
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu. Any other value is passed to torch.device unchanged."""
+    if isinstance(device, torch.device):
+        return device
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str | os.PathLike) -> list:
+    """Sort key that orders '2.jpg' before '10.jpg' (datasets number frames without zero padding)."""
+    parts = _DIGITS.split(Path(name).name if isinstance(name, Path) else str(name))
+    return [int(p) if p.isdigit() else p.lower() for p in parts]
+
+
+@contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `final`; rename it onto `final` only if the block succeeds.
+
+    A crash or Ctrl-C mid-write leaves no half-written file under the final name, so a cache
+    that skips existing files can resume safely.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}{final.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The repo folder (holding pyproject.toml), found upwards from `start` (default: the cwd).
+
+    Notebooks run with the notebook folder as cwd in JupyterLab and with the repo root under
+    `make train`; resolving outputs against this keeps `runs/` in one place either way.
+    """
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "emo_llama").is_dir():
+            return folder
+    return here

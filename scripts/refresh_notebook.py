@@ -1,0 +1,62 @@
+"""Re-run notebooks from a clean kernel and save them with their outputs, minus stray metadata.
+
+    .venv/bin/python scripts/refresh_notebook.py notebooks/01_face_cropping.ipynb [-p name value ...]
+
+The repo's convention (checked by tests/test_notebook_format.py): notebooks are committed with the
+outputs of a clean top-to-bottom run, execution counts 1..N, and only `tags` in cell metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+
+KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb.metadata = {k: nb.metadata[k] for k in KEEP_NOTEBOOK_METADATA if k in nb.metadata}
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    cells = []
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            continue  # refresh runs use the notebook's own defaults
+        cell.metadata = {"tags": tags} if tags else {}
+        cell.pop("id", None)
+        cells.append(cell)
+    nb.cells = cells
+    count = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            count += 1
+            cell.execution_count = count
+            for out in cell.outputs:
+                if "execution_count" in out:
+                    out["execution_count"] = count
+                out.pop("metadata", None) if out.get("output_type") == "stream" else None
+    nb.nbformat_minor = 4  # no cell ids
+    return nb
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for path in args.notebooks:
+        print(f"running {path} ...", flush=True)
+        papermill.execute_notebook(str(path), str(path), kernel_name="python3",
+                                   progress_bar=False)
+        nb = clean(nbformat.read(path, as_version=4))
+        nbformat.write(nb, path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
