@@ -69,6 +69,11 @@ def main() -> None:
     for batch in (1, args.batch):
         print(f"ratio emo_llama/facenet at batch {batch}: {results[('emo_llama', batch)] / results[('facenet', batch)]:.2f}")
     print(f"ratio batched/batch-1 (emo_llama): {results[('emo_llama', args.batch)] / results[('emo_llama', 1)]:.2f}")
+    if device.type != "cpu":  # the accelerator must find the same faces as the CPU
+        on_device = cropper.crop(frames[:4])
+        on_cpu = FaceCropper(CropConfig(device="cpu")).crop(frames[:4])
+        gap = max(float(np.abs(a.box - b.box).max()) for a, b in zip(on_device, on_cpu))
+        print(f"largest box difference {device.type} vs cpu: {gap:.3f} px")
 
 
 if __name__ == "__main__":
