@@ -1,0 +1,69 @@
+"""Facial experts: face tokens, 68 landmarks and age/gender(/race) from face crops (EMO-LLaMA Eq. 1, 4).
+
+    expert = get_expert("offline")            # face-api nets, real weights, CPU-friendly
+    out = expert(crops)                       # crops: float (B, 3, H, W) RGB in [0, 1]
+    out.face_tokens, out.grid, out.landmarks_68, out.agr_text(0), out.au_masks()
+
+Backends: `offline` (face-api ported to PyTorch, weights in data/weights/), `tiny` (random weights,
+unit tests only), `facexformer` (reserved: a later issue loads the official checkpoint).
+`get_expression_net()` gives face-api's 7-class expression classifier (the classical FER baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..utils import resolve_device
+from .au import AU_REGIONS, AU_TABLE, au_pool, au_region_boxes, au_region_masks, au_region_polygons
+from .base import GENDERS, ExpertOutput, FacialExpert, crop_to_frame, crops_to_tensor, validate_crops
+from .landmarks import FIVE_POINT_NAMES, agreement_with_5_points, five_points
+
+__all__ = [
+    "AU_REGIONS", "AU_TABLE", "FIVE_POINT_NAMES", "GENDERS", "agreement_with_5_points", "five_points", "EXPERTS", "ExpertOutput", "FacialExpert", "au_pool",
+    "au_region_boxes", "au_region_masks", "au_region_polygons", "crop_to_frame", "crops_to_tensor",
+    "get_expert", "get_expression_net", "validate_crops",
+]
+
+
+def _offline(**kwargs) -> FacialExpert:
+    from .offline import OfflineExpert
+
+    return OfflineExpert(**kwargs)
+
+
+def _tiny(**kwargs) -> FacialExpert:
+    from .tiny import TinyExpert
+
+    return TinyExpert(**kwargs)
+
+
+def _facexformer(**kwargs) -> FacialExpert:
+    raise NotImplementedError(
+        "the 'facexformer' expert (FaceXFormer-B, the paper's expert) is reserved for a later issue that "
+        "loads the official checkpoint; use 'offline' (face-api, real weights) or 'tiny' (tests) meanwhile"
+    )
+
+
+EXPERTS: dict[str, Callable[..., FacialExpert]] = {
+    "offline": _offline,
+    "tiny": _tiny,
+    "facexformer": _facexformer,
+}
+
+
+def get_expert(name: str = "offline", device: str = "auto", **kwargs) -> FacialExpert:
+    """A frozen facial expert in eval mode on `device` ('auto' = cuda, then mps, then cpu).
+
+    Extra keyword arguments go to the backend (e.g. `face_fraction`, `flip_average` for offline,
+    `seed`, `token_dim` for tiny).
+    """
+    if name not in EXPERTS:
+        raise ValueError(f"unknown facial expert {name!r}; choose one of {sorted(EXPERTS)}")
+    return EXPERTS[name](**kwargs).to(resolve_device(device))
+
+
+def get_expression_net(device: str = "auto", **kwargs):
+    """face-api's expression classifier: `net(crops)` -> (B, 7) probabilities over `net.classes`."""
+    from .offline import ExpressionClassifier
+
+    return ExpressionClassifier(**kwargs).to(resolve_device(device))
