@@ -1,0 +1,77 @@
+"""Action Units: the EMFACS expression prototypes and the words that describe each AU.
+
+The mini dataset applies these AUs as landmark warps, so its labels and its MAFW-style captions
+follow from construction; the offline conversation generator reuses the same sentences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# EMFACS prototypes (Friesen & Ekman 1983), one common variant per emotion.
+PROTOTYPES: dict[str, tuple[int, ...]] = {
+    "neutral": (),
+    "happiness": (6, 12),
+    "sadness": (1, 4, 15),
+    "surprise": (1, 2, 5, 26),
+    "fear": (1, 2, 4, 5, 20, 26),
+    "anger": (4, 5, 7, 23),
+    "disgust": (9, 15, 16),
+    "contempt": (12, 14),  # unilateral
+}
+
+AU_NAMES: dict[int, str] = {
+    1: "inner brow raiser", 2: "outer brow raiser", 4: "brow lowerer", 5: "upper lid raiser",
+    6: "cheek raiser", 7: "lid tightener", 9: "nose wrinkler", 12: "lip corner puller",
+    14: "dimpler", 15: "lip corner depressor", 16: "lower lip depressor", 20: "lip stretcher",
+    23: "lip tightener", 26: "jaw drop",
+}
+
+# Short clauses, MAFW-caption style ("The lip corners rise and the cheeks lift.").
+AU_CLAUSES: dict[int, str] = {
+    1: "the inner brows rise", 2: "the outer brows lift", 4: "the brows are drawn down and together",
+    5: "the upper eyelids open wide", 6: "the cheeks lift", 7: "the eyelids tighten",
+    9: "the nose wrinkles", 12: "the lip corners rise", 14: "one lip corner tightens into a dimple",
+    15: "the lip corners are pulled down", 16: "the lower lip is pushed down",
+    20: "the lips stretch sideways", 23: "the lips press tight", 26: "the jaw drops and the mouth opens",
+}
+
+# The same clauses in Chinese, for MAFW's with_caption files (which carry Chinese and English).
+AU_CLAUSES_ZH: dict[int, str] = {
+    1: "眉头内侧上扬", 2: "眉梢上挑", 4: "眉头紧皱下压", 5: "上眼睑睁大", 6: "脸颊上提", 7: "眼睑收紧",
+    9: "鼻子皱起", 12: "嘴角上扬", 14: "一侧嘴角收紧出现酒窝", 15: "嘴角下拉", 16: "下唇下压",
+    20: "嘴唇向两侧拉伸", 23: "嘴唇紧闭", 26: "下巴下垂，嘴巴张开",
+}
+
+# Order in which clauses are read out: top of the face to the bottom, as people describe faces.
+_READING_ORDER = (1, 2, 4, 5, 7, 6, 9, 12, 14, 15, 16, 20, 23, 26)
+
+
+def describe_aus(aus: Sequence[int]) -> str:
+    """An English caption for a set of AUs, e.g. (6, 12) -> 'The lip corners rise and the cheeks lift.'"""
+    ordered = [a for a in _READING_ORDER if a in set(aus)]
+    if not ordered:
+        return "The face is relaxed, with no visible muscle movement."
+    # Mouth first reads more naturally for smiles; otherwise top to bottom.
+    if 12 in ordered:
+        ordered = [12] + [a for a in ordered if a != 12]
+    clauses = [AU_CLAUSES[a] for a in ordered]
+    text = clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + " and " + clauses[-1]
+    return text[0].upper() + text[1:] + "."
+
+
+def describe_aus_zh(aus: Sequence[int]) -> str:
+    ordered = [a for a in _READING_ORDER if a in set(aus)]
+    if not ordered:
+        return "面部放松，没有明显的肌肉运动。"
+    if 12 in ordered:
+        ordered = [12] + [a for a in ordered if a != 12]
+    return "，".join(AU_CLAUSES_ZH[a] for a in ordered) + "。"
+
+
+def label_cues(label: str) -> str:
+    """The prototypical appearance of a class, for grounded answers when a sample has no caption."""
+    aus = PROTOTYPES.get(label)
+    if aus is None:
+        return ""
+    return describe_aus(aus)

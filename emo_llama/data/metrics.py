@@ -1,0 +1,76 @@
+"""Acc / UAR / WAR, confusion matrix and per-class report, with unparseable answers counted as wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str],
+                    raw_answers: Sequence[str] | None = None, max_examples: int = 5) -> dict:
+    """Scores for closed-set FER, the way the paper reports them.
+
+    acc = war = correct / all samples (WAR is the video papers' name for the same number);
+    uar = mean recall over the classes that occur in y_true (sklearn's balanced_accuracy_score).
+    A prediction of None (an answer the parser could not read) is wrong for its true class, is
+    kept out of `confusion` (which is over `classes` only) and is counted in `unparseable`
+    (with a few raw answers in `unparseable_examples` when `raw_answers` is given).
+    """
+    classes = list(classes)
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
+    if len(y_true) == 0:
+        raise ValueError("cannot score an empty set of predictions")
+    index = {c: i for i, c in enumerate(classes)}
+    unknown_true = sorted({t for t in y_true if t not in index})
+    if unknown_true:
+        raise ValueError(f"y_true contains labels that are not in classes {classes}: {unknown_true}")
+    unknown_pred = sorted({p for p in y_pred if p is not None and p not in index})
+    if unknown_pred:
+        raise ValueError(f"y_pred contains labels that are not in classes (use None for unparseable): "
+                         f"{unknown_pred}")
+
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    unparseable_per_class = np.zeros(k, dtype=np.int64)
+    for t, p in zip(y_true, y_pred):
+        if p is None:
+            unparseable_per_class[index[t]] += 1
+        else:
+            confusion[index[t], index[p]] += 1
+    support = confusion.sum(axis=1) + unparseable_per_class
+    correct = np.diag(confusion)
+    present = support > 0
+    recall = np.where(present, correct / np.maximum(support, 1), np.nan)
+    predicted = confusion.sum(axis=0)
+    precision = np.where(predicted > 0, correct / np.maximum(predicted, 1), np.nan)
+    acc = float(correct.sum() / len(y_true))
+
+    bad = [i for i, p in enumerate(y_pred) if p is None]
+    examples = [raw_answers[i] for i in bad[:max_examples]] if raw_answers is not None else []
+    return {
+        "acc": acc,
+        "war": acc,
+        "uar": float(np.mean(recall[present])),
+        "n": len(y_true),
+        "unparseable": len(bad),
+        "unparseable_examples": examples,
+        "unparseable_per_class": unparseable_per_class,
+        "classes": classes,
+        "confusion": confusion,
+        "per_class_recall": {c: float(r) for c, r in zip(classes, recall)},
+        "per_class_precision": {c: float(p) for c, p in zip(classes, precision)},
+        "support": {c: int(s) for c, s in zip(classes, support)},
+    }
+
+
+def format_report(metrics: dict, digits: int = 3) -> str:
+    """A plain-text per-class table plus the headline numbers (for notebooks and logs)."""
+    lines = [f"{'class':>15} {'recall':>8} {'precision':>9} {'support':>8}"]
+    for c in metrics["classes"]:
+        r, p = metrics["per_class_recall"][c], metrics["per_class_precision"][c]
+        lines.append(f"{c:>15} {r:>8.{digits}f} {p:>9.{digits}f} {metrics['support'][c]:>8d}")
+    lines.append(f"acc/WAR {metrics['acc']:.{digits}f}  UAR {metrics['uar']:.{digits}f}  "
+                 f"n {metrics['n']}  unparseable {metrics['unparseable']}")
+    return "\n".join(lines)

@@ -1,0 +1,237 @@
+"""`mini`: the bundled dataset, synthesised offline from real faces with EMFACS Action-Unit warps.
+
+Layout (so the official loaders read it):
+- images: RAF-DB layout, `images/EmoLabel/list_patition_label.txt` + `images/Image/aligned/*_aligned.jpg`;
+- videos: MAFW layout, `videos/data/clips/*.mp4` (4-6 frames at 1 FPS: neutral -> apex -> back) and
+  `videos/Train & Test Set/single/{no_caption,with_caption}/set_1/{train,test}.txt`;
+- `*/mini_meta.tsv`: identity, AUs, intensity, source and caption per sample; `BUILD_INFO.json`
+  is written last, so an interrupted build is redone on the next call.
+Identities are split ~80/20 by a seeded permutation (per source: LFW and colour faces): test faces
+never appear in training.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from emo_llama.data.au_warp import similarity, warp_face
+from emo_llama.data.aus import PROTOTYPES, describe_aus, describe_aus_zh
+from emo_llama.data.base import FERDataset, default_cache_dir, register
+from emo_llama.data.image_sets import load_rafdb
+from emo_llama.data.labels import MINI_CLASSES, RAFDB_CLASSES
+from emo_llama.data.video_sets import MAFW_SPLIT_DIR, load_mafw
+from emo_llama.utils import atomic_path
+
+MINI_VERSION = 2  # bump whenever the pixels change: each version builds into its own cache folder
+META_FIELDS = ("id", "identity", "label", "aus", "intensity", "source", "caption")
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    """An independent stream per (identity, class, copy): output does not depend on loop order."""
+    return np.random.default_rng([seed, *keys])
+
+
+def _expression(label: str, rng: np.random.Generator, lo: float = 0.95, hi: float = 1.2) -> dict[int, float]:
+    """AU intensities: one strong global level (clearly readable) times a small per-AU wobble."""
+    level = rng.uniform(lo, hi)
+    return {au: float(level * rng.uniform(0.9, 1.1)) for au in PROTOTYPES[label]}
+
+
+def _pose(size: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    angle, scale = rng.uniform(-6, 6), rng.uniform(0.94, 1.06)
+    shift = rng.uniform(-0.03, 0.03, 2) * size
+    return similarity(size, angle, scale, tuple(shift)), float(rng.uniform(0.85, 1.15))
+
+
+def _render(ident, frame_idx: int, aus: dict[int, float], pose: np.ndarray, brightness: float) -> np.ndarray:
+    out, _ = warp_face(ident.frames[frame_idx], ident.landmarks[frame_idx], aus, pose=pose,
+                       brightness=brightness, rest=ident.neutralise[frame_idx])
+    return out
+
+
+def _write_mp4(frames: list[np.ndarray], path: Path) -> None:
+    import av
+
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=1)  # 1 FPS: every frame is one sampled second
+            stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "16", "preset": "medium", "threads": "1"}  # 1 thread: reproducible bytes
+            for f in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+
+
+def split_identities(names: list[str], seed: int, test_fraction: float) -> dict[str, str]:
+    """Seeded identity split, stratified by source (the grayscale LFW faces and the colour ones), so
+    that both splits hold both kinds of face."""
+    split: dict[str, str] = {}
+    rng = np.random.default_rng(seed)
+    for group in (sorted(n for n in names if n.startswith("lfw")), sorted(n for n in names if not n.startswith("lfw"))):
+        if not group:
+            continue
+        order = rng.permutation(len(group))
+        n_test = max(1, int(round(test_fraction * len(group)))) if len(group) > 1 else 0
+        split.update({group[i]: ("test" if rank < n_test else "train") for rank, i in enumerate(order)})
+    return split
+
+
+def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identities: int | None = None,
+               test_fraction: float = 0.2, images_per_class: int = 1, colour_images_per_class: int = 4,
+               videos_per_identity: int = 2, frames_range: tuple[int, int] = (4, 6), progress: bool = True) -> dict:
+    """Write mini into `out_dir` (replacing what is there) and return its BUILD_INFO."""
+    from tqdm.auto import tqdm
+
+    from emo_llama.data.mini_sources import load_identities
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    identities = load_identities(size=size, max_identities=max_identities)
+    split_of = split_identities([i.name for i in identities], seed, test_fraction)
+    img_dir, vid_dir = out_dir / "images", out_dir / "videos"
+    (img_dir / "Image" / "aligned").mkdir(parents=True)
+    (vid_dir / "data" / "clips").mkdir(parents=True)
+    labels, meta_img, meta_vid = [], [], []
+    lists: dict[tuple[str, bool], list[str]] = {(s, c): [] for s in ("train", "test") for c in (False, True)}
+    counters = {"train": 0, "test": 0}
+    video_slot = {"train": 0, "test": 0}
+    clip_no = 0
+    for ii, ident in enumerate(tqdm(identities, desc="mini", disable=not progress)):
+        split = split_of[ident.name]
+        copies = colour_images_per_class if not ident.name.startswith("lfw") else images_per_class
+        for ci, label in enumerate(MINI_CLASSES):
+            for k in range(copies):
+                rng = _rng(seed, ii, ci, k)
+                aus = _expression(label, rng)
+                pose, bright = _pose(size, rng)
+                frame_idx = int(rng.integers(len(ident.frames)))
+                counters[split] += 1
+                name = f"{split}_{counters[split]:05d}"
+                Image.fromarray(_render(ident, frame_idx, aus, pose, bright)).save(
+                    img_dir / "Image" / "aligned" / f"{name}_aligned.jpg", quality=95)
+                labels.append(f"{name}.jpg {RAFDB_CLASSES.index(label) + 1}")
+                meta_img.append(_meta(name, ident, label, aus, frame_idx))
+        for k in range(videos_per_identity):
+            # Classes cycle over the videos of each split, so both splits stay balanced.
+            label = MINI_CLASSES[video_slot[split] % len(MINI_CLASSES)]
+            video_slot[split] += 1
+            rng = _rng(seed, ii, 100 + k)
+            aus = _expression(label, rng)
+            n = int(rng.integers(frames_range[0], frames_range[1] + 1))
+            pose_a, bright = _pose(size, rng)
+            pose_b, _ = _pose(size, rng)
+            first = int(rng.integers(len(ident.frames)))
+            frames = []
+            for t in range(n):
+                phase = t / (n - 1)
+                strength = float(np.sin(np.pi * phase))  # 0 -> 1 -> 0: neutral, apex, back
+                pose = pose_a + 0.5 * phase * (pose_b - pose_a)  # slow head drift
+                fi = min(first + t, len(ident.frames) - 1)  # real motion where the source is a video
+                frames.append(_render(ident, fi, {a: v * strength for a, v in aus.items()}, pose, bright))
+            clip_no += 1
+            clip = f"{clip_no:05d}"
+            _write_mp4(frames, vid_dir / "data" / "clips" / f"{clip}.mp4")
+            caption = describe_aus(aus)
+            lists[(split, False)].append(f"{clip}.mp4 {label}")
+            lists[(split, True)].append(f"{clip}.mp4\t{label}\t{describe_aus_zh(aus)}\t{caption}")
+            meta_vid.append(_meta(clip, ident, label, aus, first))
+    (img_dir / "EmoLabel").mkdir()
+    (img_dir / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(sorted(labels)) + "\n")
+    for (split, cap), lines in lists.items():
+        folder = vid_dir / MAFW_SPLIT_DIR / "single" / ("with_caption" if cap else "no_caption") / "set_1"
+        folder.mkdir(parents=True, exist_ok=True)
+        data = "".join(line + "\n" for line in lines)
+        (folder / f"{split}.txt").write_bytes(data.encode("gbk" if cap else "utf-8"))  # MAFW's encodings
+    for folder, rows in ((img_dir, meta_img), (vid_dir, meta_vid)):
+        with open(folder / "mini_meta.tsv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+            writer.writerow(META_FIELDS)
+            writer.writerows(rows)
+    info = {"version": MINI_VERSION, "seed": seed, "size": size, "identities": len(identities),
+            "test_identities": sorted(n for n, s in split_of.items() if s == "test"),
+            "images": len(labels), "videos": clip_no, "build_seconds": round(time.perf_counter() - start, 1)}
+    with atomic_path(out_dir / "BUILD_INFO.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def _meta(name: str, ident, label: str, aus: dict[int, float], frame_idx: int) -> list[str]:
+    au_text = "+".join(str(a) for a in sorted(aus)) or "none"
+    level = np.mean(list(aus.values())) if aus else 0.0
+    return [name, ident.name, label, au_text, f"{level:.3f}", f"{ident.source} frame {frame_idx}", describe_aus(aus)]
+
+
+def mini_root(cache_dir: str | Path | None = None, seed: int = 0, **build_options) -> Path:
+    """The cache folder of one mini build; non-default options get their own folder."""
+    tag = f"mini-v{MINI_VERSION}-seed{seed}"
+    if build_options:
+        tag += "-" + "-".join(f"{k}{v}" for k, v in sorted(build_options.items()) if k != "progress")
+    return Path(cache_dir or default_cache_dir()) / tag
+
+
+def ensure_mini(cache_dir: str | Path | None = None, seed: int = 0, rebuild: bool = False, **build_options) -> Path:
+    """Build mini on first use (about a minute on 2 cores); later calls only check the marker file.
+
+    The build goes to a private temporary folder that is renamed into place at the end, so two
+    processes starting at once (a notebook and a training run) never see half a dataset.
+    """
+    root = mini_root(cache_dir, seed, **build_options)
+    if (root / "BUILD_INFO.json").exists() and not rebuild:
+        return root
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    build_mini(tmp, seed=seed, **build_options)
+    if rebuild and root.exists():
+        shutil.rmtree(root)
+    try:
+        os.replace(tmp, root)
+    except OSError:  # another process finished first (or a stale incomplete folder is in the way)
+        if (root / "BUILD_INFO.json").exists():
+            shutil.rmtree(tmp)
+        else:
+            shutil.rmtree(root)
+            os.replace(tmp, root)
+    return root
+
+
+def _read_meta(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return {row["id"]: row for row in csv.DictReader(f, delimiter="\t")}
+
+
+@register("mini")
+def load_mini(root: Path | None = None, split: str = "train", fold: int | None = 1, part: str = "all",
+              cache_dir: str | Path | None = None, seed: int = 0, **build_options) -> FERDataset:
+    """mini's images (RAF-DB reader), videos (MAFW reader) or both, with identities and AU captions."""
+    from dataclasses import replace
+
+    if part not in ("all", "images", "videos"):
+        raise ValueError(f"mini: part must be 'all', 'images' or 'videos', got {part!r}")
+    if split not in ("train", "test"):
+        raise ValueError(f"mini: split must be 'train' or 'test' (split by identity), got {split!r}")
+    if fold not in (None, 1):
+        raise ValueError(f"mini has a single identity split (fold 1), got fold={fold!r}")
+    root = Path(root) if root is not None else ensure_mini(cache_dir, seed, **build_options)
+    samples = []
+    if part in ("all", "images"):
+        meta = _read_meta(root / "images" / "mini_meta.tsv")
+        for s in load_rafdb(root / "images", split=split).samples:
+            m = meta[s.id]
+            samples.append(replace(s, identity=m["identity"], caption=m["caption"], fold=1))
+    if part in ("all", "videos"):
+        meta = _read_meta(root / "videos" / "mini_meta.tsv")
+        for s in load_mafw(root / "videos", split=split, fold=1, captions=True).samples:
+            samples.append(replace(s, identity=meta[s.id]["identity"]))
+    return FERDataset("mini", MINI_CLASSES, samples, split, 1, root)

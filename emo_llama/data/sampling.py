@@ -1,0 +1,55 @@
+"""Imbalanced-dataset sampling (the paper's Tab. 9): inverse-frequency weights for WeightedRandomSampler."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import WeightedRandomSampler
+
+
+def inverse_frequency_weights(labels: Sequence[str]) -> np.ndarray:
+    """Weight 1 / count(label) per sample, so every class carries the same total weight."""
+    if len(labels) == 0:
+        raise ValueError("cannot weight an empty label list")
+    counts = Counter(labels)
+    return np.array([1.0 / counts[label] for label in labels], dtype=np.float64)
+
+
+def make_weighted_sampler(labels: Sequence[str], num_samples: int | None = None, replacement: bool = True,
+                          generator: torch.Generator | None = None) -> WeightedRandomSampler:
+    """torch's WeightedRandomSampler with inverse-frequency weights: classes are drawn about equally often.
+
+    As in ufoym/imbalanced-dataset-sampler (the paper's footnote 3): num_samples defaults to the
+    dataset size, draws are with replacement, so tail-class samples repeat within an epoch.
+    """
+    weights = torch.as_tensor(inverse_frequency_weights(labels), dtype=torch.double)
+    return WeightedRandomSampler(weights, num_samples=num_samples or len(labels), replacement=replacement,
+                                 generator=generator)
+
+
+def resampled_counts(labels: Sequence[str], sampler: WeightedRandomSampler,
+                     classes: Sequence[str] | None = None) -> dict[str, int]:
+    """Class counts of one pass of `sampler` over `labels` (what the model sees in one epoch)."""
+    drawn = Counter(labels[i] for i in sampler)
+    classes = list(classes) if classes is not None else sorted(set(labels))
+    return {c: drawn.get(c, 0) for c in classes}
+
+
+def long_tailed(labels: Sequence[str], classes: Sequence[str], imbalance: float = 10.0, seed: int = 0) -> list[int]:
+    """Indices of a long-tailed subset: class k (in `classes` order) keeps n_max * imbalance^(-k/(K-1)).
+
+    Used to show what resampling does on a balanced set such as mini (the real benchmarks are
+    long-tailed by themselves: AffectNet's largest class is about 20x its smallest).
+    """
+    rng = np.random.default_rng(seed)
+    by_class = {c: [i for i, label in enumerate(labels) if label == c] for c in classes}
+    n_max = max(len(v) for v in by_class.values())
+    keep: list[int] = []
+    for k, c in enumerate(classes):
+        n = max(1, int(round(n_max * imbalance ** (-k / max(len(classes) - 1, 1)))))
+        idx = by_class[c]
+        keep += sorted(rng.choice(idx, size=min(n, len(idx)), replace=False).tolist()) if idx else []
+    return sorted(keep)

@@ -1,0 +1,99 @@
+"""The bundled `mini` dataset, on a small build: layouts, identity split, determinism, MTCNN finds the faces."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from emo_llama.data import get_dataset
+from emo_llama.data.labels import MINI_CLASSES
+from emo_llama.data.mini import build_mini, load_mini
+from emo_llama.video import load_frames
+
+SMALL = {"max_identities": 6, "colour_images_per_class": 1, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def small_mini(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mini") / "a"
+    info = build_mini(root, seed=0, **SMALL)
+    return root, info
+
+
+def test_layouts_are_read_by_the_official_loaders(small_mini):
+    root, info = small_mini
+    images = get_dataset("rafdb", root / "images", split="train")
+    videos = get_dataset("mafw", root / "videos", split="train", captions=True)
+    assert len(images) > 0 and len(videos) > 0 and images[0].kind == "image" and videos[0].kind == "video"
+    assert {s.label for s in images} == set(MINI_CLASSES)
+    assert all(s.caption for s in videos)
+    n_img = len(images) + len(get_dataset("rafdb", root / "images", split="test"))
+    assert n_img == info["images"]
+
+
+def test_split_by_identity_and_balanced(small_mini):
+    root, _ = small_mini
+    train = load_mini(root, split="train")
+    test = load_mini(root, split="test")
+    train_ids, test_ids = {s.identity for s in train}, {s.identity for s in test}
+    assert train_ids and test_ids and not train_ids & test_ids
+    counts = list(test.class_counts().values())
+    assert min(counts) > 0 and max(counts) - min(counts) <= 2
+    assert test.classes == MINI_CLASSES and all(s.caption for s in train)
+
+
+def test_videos_go_neutral_apex_back(small_mini):
+    root, _ = small_mini
+    for s in load_mini(root, split="train", part="videos").samples[:4]:
+        frames = load_frames(s.media)
+        assert 4 <= len(frames) <= 6 and frames[0].shape == (128, 128, 3)
+
+
+def test_captions_follow_the_aus(small_mini):
+    root, _ = small_mini
+    happy = [s for s in load_mini(root, split="train", part="images") if s.label == "happiness"]
+    assert happy[0].caption == "The lip corners rise and the cheeks lift."
+
+
+def test_same_seed_same_bytes_and_pixels(small_mini, tmp_path):
+    root, _ = small_mini
+    again = tmp_path / "b"
+    build_mini(again, seed=0, **SMALL)
+    label_file = "images/EmoLabel/list_patition_label.txt"
+    assert (root / label_file).read_bytes() == (again / label_file).read_bytes()
+    for part in ("images/mini_meta.tsv", "videos/mini_meta.tsv",
+                 "videos/Train & Test Set/single/with_caption/set_1/test.txt"):
+        assert (root / part).read_bytes() == (again / part).read_bytes()
+    a, b = load_mini(root, split="test"), load_mini(again, split="test")
+    for sa, sb in zip(a.samples, b.samples):
+        assert np.array_equal(np.stack(load_frames(sa.media)), np.stack(load_frames(sb.media)))
+
+
+def test_mtcnn_finds_the_synthesised_faces(small_mini):
+    from emo_llama.data.sanity import detection_rate, first_frames
+
+    root, _ = small_mini
+    samples = load_mini(root, split="train").samples + load_mini(root, split="test").samples
+    rate, missed = detection_rate(first_frames(samples))
+    assert rate >= 0.95, f"MTCNN missed {len(missed)} of {len(samples)}"
+
+
+def test_get_dataset_builds_once_into_the_cache(small_mini, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMO_LLAMA_CACHE", str(tmp_path))
+    first = get_dataset("mini", split="test", **SMALL)
+    marker = first.root / "BUILD_INFO.json"
+    stamp = marker.stat().st_mtime_ns
+    start = time.perf_counter()
+    second = get_dataset("mini", split="test", **SMALL)
+    assert time.perf_counter() - start < 5 and marker.stat().st_mtime_ns == stamp  # no rebuild
+    assert first.root.is_relative_to(tmp_path) and len(second) == len(first)
+    assert json.loads(marker.read_text())["identities"] == 6
+
+
+def test_mini_rejects_other_folds(small_mini):
+    root, _ = small_mini
+    with pytest.raises(ValueError, match="fold"):
+        load_mini(root, fold=2)
