@@ -1,0 +1,76 @@
+"""Training checkpoints: trained weights (safetensors), optimizer/scheduler state, RNG streams, step.
+
+Data order is a pure function of (seed, epoch), so the step number is the whole sampler state.
+Optimizer and scheduler states are plain tensors/numbers: saved with torch.save, read with
+weights_only=True. Only the newest `keep` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()  # noqa: NPY002  (the legacy global stream is what seeding touches)
+    return {
+        "python": repr(random.getstate()),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+
+
+def set_rng_state(state: dict, torch_state: dict[str, torch.Tensor]) -> None:
+    import ast
+
+    random.setstate(ast.literal_eval(state["python"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+    torch.set_rng_state(torch_state["cpu"])
+    if torch.cuda.is_available() and "cuda" in torch_state:
+        torch.cuda.set_rng_state(torch_state["cuda"])
+
+
+def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, losses: list[float],
+                    rank: int = 0, keep: int = 1) -> Path:
+    """Write checkpoint-<step>/ (rank 0 writes weights and optimizer; every rank writes its RNG)."""
+    from safetensors.torch import save_file
+
+    path = Path(folder) / f"step-{step:06d}"
+    path.mkdir(parents=True, exist_ok=True)
+    torch_rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        torch_rng["cuda"] = torch.cuda.get_rng_state()
+    save_file(torch_rng, str(path / f"rng-torch-{rank}.safetensors"))
+    (path / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
+    if rank == 0:
+        save_file(model.trainable_state_dict(), str(path / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), path / "optimizer.pt")
+        torch.save(scheduler.state_dict(), path / "scheduler.pt")
+        (path / "trainer_state.json").write_text(json.dumps({"step": step, "train_loss": losses}))
+        (path / "complete").write_text("ok\n")  # written last: an interrupted save is never resumed from
+        for old in sorted(Path(folder).glob("step-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    done = sorted(p for p in Path(folder).glob("step-*") if (p / "complete").exists())
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> tuple[int, list[float]]:
+    from safetensors.torch import load_file
+
+    model.load_trainable(path / "trainable.safetensors")
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
+    rank_file = path / f"rng-{rank}.json"
+    if rank_file.exists():
+        set_rng_state(json.loads(rank_file.read_text()), load_file(str(path / f"rng-torch-{rank}.safetensors")))
+    state = json.loads((path / "trainer_state.json").read_text())
+    return int(state["step"]), list(state["train_loss"])

@@ -1,0 +1,183 @@
+"""Frozen per-frame features (visual tokens, face tokens, 68 landmarks, AU regions, AGR), cached on disk.
+
+Everything before the Clue Aggregator is frozen, so it is computed once per media file and stored as
+safetensors under `$EMO_LLAMA_MODEL_CACHE/features/<stack>/<key>.safetensors`. The key hashes the
+media bytes, the stack name and the frame/crop settings: edit any of them and the cache misses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from emo_llama.utils import atomic_path, resolve_device
+
+FEATURE_VERSION = "1"
+DISPLAY_SIZE = 112  # face crops kept (uint8) for notebooks' attention overlays
+
+
+@dataclass
+class MediaFeatures:
+    """Frozen features of one image (T = 1) or video (T frames at 1 FPS)."""
+
+    vision_tokens: torch.Tensor   # (T, N, C_v)
+    face_tokens: torch.Tensor     # (T, N_F, C_F)
+    landmarks_68: torch.Tensor    # (T, 68, 2) in [0, 1] of the crop
+    au_masks: torch.Tensor        # (T, R, N_F) bool
+    face_found: torch.Tensor      # (T,) bool
+    age_years: torch.Tensor       # (T,)
+    gender_probs: torch.Tensor    # (T, 2) female, male
+    crops: torch.Tensor           # (T, DISPLAY_SIZE, DISPLAY_SIZE, 3) uint8
+    agr: str = ""
+
+    @property
+    def num_frames(self) -> int:
+        return self.vision_tokens.shape[0]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "agr"}
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in self.tensors().items()}, str(tmp), metadata={"agr": self.agr})
+
+    @classmethod
+    def load(cls, path: Path) -> MediaFeatures:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            agr = (f.metadata() or {}).get("agr", "")
+        return cls(**tensors, agr=agr)
+
+
+def agr_from_expert(age_years: torch.Tensor, gender_probs: torch.Tensor, face_found: torch.Tensor) -> str:
+    """One AGR sentence per media: averages over the frames where a face was found (no race offline)."""
+    from emo_llama.prompts import agr_sentence
+
+    if not bool(face_found.any()):
+        return ""
+    age = float(age_years[face_found].mean())
+    probs = gender_probs[face_found].mean(0)
+    gender = ("female", "male")[int(probs.argmax())]
+    return agr_sentence(age, gender)  # the confidence would add ~6 tokens per prompt on a CPU budget
+
+
+def media_hash(path: Path) -> str:
+    """Content hash of a file or of a folder of frames (names and bytes, natural order)."""
+    from emo_llama.utils import natural_key
+
+    digest = hashlib.sha256()
+    files = sorted((p for p in path.iterdir() if p.is_file()), key=natural_key) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.name.encode() if path.is_dir() else b"")
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+class FeatureExtractor:
+    """media path -> MediaFeatures, via frames (1 FPS) -> face crops -> vision encoder + facial expert."""
+
+    def __init__(self, vision, expert, stack_name: str, fps: float = 1.0, max_frames: int = 8,
+                 margin: float = 0.5, crop_size: int = 224, cache_dir: str | Path | None = None,
+                 device: str | torch.device = "auto", use_cache: bool = True):
+        from emo_llama.model.llm import model_cache_dir
+
+        self.vision, self.expert, self.stack_name = vision, expert, stack_name
+        self.fps, self.max_frames, self.margin, self.crop_size = fps, max_frames, margin, crop_size
+        self.device = resolve_device(device)
+        self.cache_dir = Path(cache_dir) if cache_dir else model_cache_dir() / "features" / stack_name
+        self.use_cache = use_cache
+        self._cropper = None
+        self.hits = self.misses = 0
+
+    @classmethod
+    def from_stack(cls, stack, **kwargs) -> FeatureExtractor:
+        if stack.vision is None or stack.expert is None:
+            raise ValueError("this stack was built with encoders=False; it cannot extract features")
+        return cls(stack.vision, stack.expert, stack.name, **kwargs)
+
+    def settings(self) -> dict:
+        return {"stack": self.stack_name, "fps": self.fps, "max_frames": self.max_frames, "margin": self.margin,
+                "crop_size": self.crop_size, "version": FEATURE_VERSION}
+
+    def cache_path(self, media: Path) -> Path:
+        settings = hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:12]
+        return self.cache_dir / f"{media_hash(media)}-{settings}.safetensors"
+
+    def __call__(self, media: str | Path, box=None) -> MediaFeatures:
+        media = Path(media)
+        path = self.cache_path(media) if self.use_cache else None
+        if path is not None and path.exists():
+            self.hits += 1
+            return MediaFeatures.load(path)
+        self.misses += 1
+        from emo_llama.video import load_frames
+
+        feats = self.extract_frames(load_frames(media, fps=self.fps, max_frames=self.max_frames))
+        if path is not None:
+            feats.save(path)
+        return feats
+
+    def extract_many(self, paths, progress: bool = True, desc: str = "features") -> list[MediaFeatures]:
+        return [self(p) for p in tqdm(list(paths), desc=desc, disable=not progress)]
+
+    def crops(self, frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Face crops (T, 3, S, S) in [0, 1] and found flags; no face -> the centre square of the frame."""
+        if self._cropper is None:
+            from emo_llama.faces import FaceCropper
+
+            self._cropper = FaceCropper(margin=self.margin, size=self.crop_size, device=self.device)
+        results = self._cropper.crop(frames)
+        crops, found = [], []
+        for frame, res in zip(frames, results):
+            crop = res.crop if res.found else _centre_square(frame, self.crop_size)
+            crops.append(torch.from_numpy(np.array(crop, copy=True)).permute(2, 0, 1).float() / 255.0)
+            found.append(bool(res.found))
+        return torch.stack(crops), torch.tensor(found)
+
+    @torch.no_grad()
+    def extract_frames(self, frames: list[np.ndarray]) -> MediaFeatures:
+        from emo_llama.expert.au import au_region_masks
+
+        crops, found = self.crops(frames)
+        images = torch.stack([torch.from_numpy(np.array(f, copy=True)).permute(2, 0, 1).float() / 255.0
+                              for f in (_resize(f, self.vision.input_size) for f in frames)])
+        dev = self.device
+        vision_tokens = self.vision.to(dev)(images.to(dev)).float().cpu()
+        out = self.expert.to(dev)(crops.to(dev))
+        landmarks = out.landmarks_68.float().cpu()
+        masks = au_region_masks(landmarks, tuple(out.grid)).cpu()
+        display = F.interpolate(crops, size=(DISPLAY_SIZE, DISPLAY_SIZE), mode="bilinear", antialias=True,
+                                align_corners=False)
+        age, gender = out.age_years.float().cpu(), out.gender_probs.float().cpu()
+        return MediaFeatures(
+            vision_tokens=vision_tokens, face_tokens=out.face_tokens.float().cpu(), landmarks_68=landmarks,
+            au_masks=masks.bool(), face_found=found, age_years=age, gender_probs=gender,
+            crops=(display.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous(),
+            agr=agr_from_expert(age, gender, found),
+        )
+
+
+def _centre_square(frame: np.ndarray, size: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return _resize(frame[top: top + s, left: left + s], size)
+
+
+def _resize(frame: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR))

