@@ -69,3 +69,14 @@ def draw_face_attention(axes, crop: np.ndarray, landmarks_68: torch.Tensor, maps
     axes[2].set_title("context token (Eq. 2)\nover the image", fontsize=9)
     for ax in axes:
         ax.axis("off")
+
+
+def show_face_attention(maps: dict, media: list, face: int, head: int, face_grid, vision_grid) -> None:
+    """One figure for the notebook's widget: face `face`, attention head `head` (-1 = mean over heads)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    one = {k: v[face: face + 1] for k, v in maps.items()}
+    draw_face_attention(axes, media[face].crops[0].numpy(), media[face].landmarks_68, one, 0,
+                        None if head < 0 else head, face_grid, vision_grid)
+    plt.show()
