@@ -1,8 +1,8 @@
 """Convert face-api's TF.js weights into data/weights/*.safetensors (maintainers only; outputs are committed).
 
-    cd /tmp && npm pack @vladmandic/face-api@1.7.15
-    python scripts/convert_faceapi.py /tmp/vladmandic-face-api-1.7.15.tgz      # or the extracted folder
-    python scripts/convert_faceapi.py /tmp/vladmandic-face-api-1.7.15.tgz --reference   # + TF.js outputs (node)
+    npm pack @vladmandic/face-api@1.7.15   # writes vladmandic-face-api-1.7.15.tgz here
+    python scripts/convert_faceapi.py vladmandic-face-api-1.7.15.tgz      # or the extracted folder
+    python scripts/convert_faceapi.py vladmandic-face-api-1.7.15.tgz --reference   # + TF.js outputs (node)
 """
 
 from __future__ import annotations
