@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from emo_llama.utils import atomic_path, resolve_device
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"  # 2: AU masks follow the expert's token centres
 DISPLAY_SIZE = 112  # face crops kept (uint8) for notebooks' attention overlays
 
 
@@ -149,8 +149,6 @@ class FeatureExtractor:
 
     @torch.no_grad()
     def extract_frames(self, frames: list[np.ndarray]) -> MediaFeatures:
-        from emo_llama.expert.au import au_region_masks
-
         crops, found = self.crops(frames)
         images = torch.stack([torch.from_numpy(np.array(f, copy=True)).permute(2, 0, 1).float() / 255.0
                               for f in (_resize(f, self.vision.input_size) for f in frames)])
@@ -158,7 +156,7 @@ class FeatureExtractor:
         vision_tokens = self.vision.to(dev)(images.to(dev)).float().cpu()
         out = self.expert.to(dev)(crops.to(dev))
         landmarks = out.landmarks_68.float().cpu()
-        masks = au_region_masks(landmarks, tuple(out.grid)).cpu()
+        masks = out.au_masks().cpu()  # the expert knows where its face tokens sit on the crop
         display = F.interpolate(crops, size=(DISPLAY_SIZE, DISPLAY_SIZE), mode="bilinear", antialias=True,
                                 align_corners=False)
         age, gender = out.age_years.float().cpu(), out.gender_probs.float().cpu()

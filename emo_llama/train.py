@@ -29,7 +29,7 @@ from emo_llama.utils import seed_everything
 # The paper's settings (LLaVA-1.5 LoRA defaults): documented here, not the CPU default.
 PAPER_DEFAULTS = {"lora_r": 128, "lora_alpha": 256, "lr": 2e-4, "new_module_lr": 2e-4, "epochs": 1.0,
                   "max_steps": 0, "resample": True, "batch_size": 128, "warmup_ratio": 0.03, "weight_decay": 0.0,
-                  "conversation_share": 0.5, "conversation_turns": 3, "stack": "paper"}
+                  "conversation_share": 0.5, "conversation_turns": 3, "stack": "paper", "align_steps": 0}
 
 
 @dataclass
@@ -59,7 +59,7 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)  # any other EmoLlamaConfig field (dims, dropout)
     # optimisation
     epochs: float = 1.0
-    max_steps: int = 200                   # > 0 overrides epochs (CPU default for mini: ~10 min on 2 cores)
+    max_steps: int = 150                   # > 0 overrides epochs (CPU default for mini: ~6 min on 2 cores)
     batch_size: int = 4                    # global batch per optimizer step
     grad_accum: int = 1
     lr: float = 5e-4                       # LoRA (paper: 2e-4 over a whole epoch of 340k samples)
@@ -67,6 +67,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
+    # label-word alignment of the new modules before LoRA tuning (emo_llama.align; not in the paper)
+    align_steps: int = 100                 # 0: off (the paper, whose LLaMA-VID projectors come pre-aligned)
+    align_lr: float = 5e-3
+    align_batch_size: int = 16
     # evaluation
     zero_shot: bool = True
     eval_batch_size: int = 16
@@ -280,7 +284,9 @@ def category_question(classes, media: str = "image") -> str:
 
 
 def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dict:
-    """Features -> zero-shot eval -> LoRA training -> eval -> output_dir (model, metrics.json, plots)."""
+    """Features -> zero-shot eval -> label-word alignment -> LoRA training -> eval -> output_dir."""
+    from emo_llama.align import align_to_label_words
+    from emo_llama.checkpoint import latest_checkpoint
     from emo_llama.data import zero_shot_question
     from emo_llama.evaluate import evaluate, headline, plot_confusion, to_jsonable
     from emo_llama.features import FeatureExtractor
@@ -323,6 +329,15 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
             if cfg.zero_shot and accelerator.is_main_process else None)
     accelerator.wait_for_everyone()
     t0 = time.perf_counter()
+    align_losses = []
+    # A resumed run's checkpoint already holds the aligned weights (and the RNG state after them).
+    if cfg.align_steps and not (cfg.resume and latest_checkpoint(out / "checkpoints")):
+        align_losses = align_to_label_words(
+            model, [bank[str(s.media)] for s in train_samples], [s.label for s in train_samples],
+            [category_question(classes, "video" if s.kind == "video" else "image") for s in train_samples],
+            classes, cfg.align_steps, cfg.align_batch_size, cfg.align_lr, cfg.seed, accelerator.device)
+    align_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
     result = train_loop(model, items, lambda m: bank[m], cfg, accelerator, out)
     train_seconds = time.perf_counter() - t0
     metrics: dict = {}
@@ -332,6 +347,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
         metrics = {
             "dataset": cfg.dataset, "stack": cfg.stack, "steps": result["steps"],
             "train_seconds": round(train_seconds, 1), "feature_seconds": round(feature_seconds, 1),
+            "align_seconds": round(align_seconds, 1), "align_loss": [round(x, 5) for x in align_losses],
             "mean_step_seconds": round(sum(result["step_times"]) / max(1, len(result["step_times"])), 3),
             "zero_shot": headline(zero) if zero else None, "trained": headline(trained),
             "train_loss": [round(x, 5) for x in result["train_loss"]],

@@ -67,3 +67,20 @@ def test_model_answers_media_paths_end_to_end(tmp_path, tiny_stack):
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     loaded = MediaFeatures.load(extractor.cache_path(image))
     assert loaded.num_frames == 1
+
+
+def test_au_masks_follow_the_experts_token_centres(tmp_path, monkeypatch):
+    """The cached AU masks must place face tokens where the expert says they sit on the crop
+    (face-api's receptive-field centres are not the cells of an even grid)."""
+    from emo_llama.expert.au import au_region_masks
+    from emo_llama.expert.tiny import TinyExpert
+    from emo_llama.samples import astronaut
+
+    shifted = TinyExpert.default_token_centres
+    monkeypatch.setattr(TinyExpert, "default_token_centres", lambda self: (shifted(self) * 0.5 + 0.4).clamp(0, 1))
+    stack = get_stack("tiny")
+    extractor = FeatureExtractor.from_stack(stack, cache_dir=tmp_path / "cache", device="cpu")
+    feats = extractor.extract_frames([astronaut()])
+    out = stack.expert(extractor.crops([astronaut()])[0])
+    assert torch.equal(feats.au_masks, out.au_masks())
+    assert not torch.equal(feats.au_masks, au_region_masks(out.landmarks_68, tuple(out.grid)))

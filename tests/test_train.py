@@ -20,7 +20,8 @@ TINY = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16,
 def tiny_config(out: Path, **overrides) -> TrainConfig:
     base = dict(dataset="synthetic", stack="tiny", stack_options={"encoders": False}, model_options=TINY,
                 lora_r=4, batch_size=4, lr=3e-3, max_steps=6, output_dir=str(out), progress=False,
-                zero_shot=False, max_new_tokens=4, device="cpu", seed=3, eval_limit=3)
+                zero_shot=False, max_new_tokens=4, device="cpu", seed=3, eval_limit=3, align_steps=3,
+                align_batch_size=4)
     return TrainConfig(**(base | overrides))
 
 
@@ -38,6 +39,7 @@ def test_training_lowers_the_loss(tmp_path):
     assert set(saved["trained"]) == {"acc", "uar", "war", "unparseable"} and saved["zero_shot"] is not None
     assert saved["steps"] == 30 and (tmp_path / "loss.png").exists() and (tmp_path / "confusion.png").exists()
     assert len((tmp_path / "train_log.jsonl").read_text().splitlines()) == 30
+    assert len(saved["align_loss"]) == 3 and saved["config"]["align_steps"] == 3
 
 
 def test_resume_after_interruption_equals_uninterrupted(tmp_path):
@@ -68,7 +70,7 @@ def test_two_processes_equal_one_process(tmp_path):
     args = ["--dataset", "synthetic", "--stack", "tiny", "--stack_options", '{"encoders": false}',
             "--model_options", json.dumps(TINY), "--lora_r", "4", "--batch_size", "4", "--lr", "3e-3",
             "--max_steps", "4", "--progress", "false", "--zero_shot", "false", "--max_new_tokens", "2",
-            "--device", "cpu", "--seed", "3", "--eval_limit", "4"]
+            "--device", "cpu", "--seed", "3", "--eval_limit", "4", "--align_steps", "3", "--align_batch_size", "4"]
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
