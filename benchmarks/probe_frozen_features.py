@@ -90,8 +90,8 @@ def main() -> None:
         from emo_llama.train import category_question
 
         model = EmoLlama.from_pretrained(args.model, device="cpu")
-        kinds = ["video" if s.kind == "video" else "image" for s in splits["test"].samples]
-        uar = token_probe_uar(model, data["test"], classes, [category_question(classes, k) for k in kinds])
+        questions = [category_question(classes, s.kind) for s in splits["test"].samples]
+        uar = token_probe_uar(model, data["test"], classes, questions)
         print(f"trained frame tokens vs class words (no LLM)  test UAR {uar:.3f}")
 
 

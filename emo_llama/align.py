@@ -70,7 +70,7 @@ def align_to_label_words(model, media: Sequence, labels: Sequence[str], question
     if unknown:
         raise ValueError(f"labels {unknown} are not in the class list {list(classes)}")
     words = class_word_embeddings(model, classes).to(device)
-    params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("llm.")]
+    params = model.new_module_parameters()
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     rng = random.Random(seed)

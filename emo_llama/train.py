@@ -183,8 +183,8 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     steps_per_epoch = max(1, len(items) // cfg.batch_size)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     params = [p for p in model.parameters() if p.requires_grad]
-    lora = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("llm.")]
-    new = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("llm.")]
+    lora = [p for p in model.llm.parameters() if p.requires_grad]
+    new = model.new_module_parameters()
     optimizer = torch.optim.AdamW([{"params": lora, "lr": cfg.lr},
                                    {"params": new, "lr": cfg.new_module_lr or cfg.lr}],
                                   lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -317,7 +317,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
     items = build_items(train_samples, classes, cfg, lambda s: bank[str(s.media)].agr)
     model.fit_feature_statistics([bank[str(s.media)] for s in train_samples])
     test_media = [bank[str(s.media)] for s in test_samples]
-    kinds = ["video" if s.kind == "video" else "image" for s in test_samples]
+    kinds = [s.kind for s in test_samples]
     labels = [s.label for s in test_samples]
 
     def score(desc: str, questions: list[str]) -> dict:
@@ -334,7 +334,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
     if cfg.align_steps and not (cfg.resume and latest_checkpoint(out / "checkpoints")):
         align_losses = align_to_label_words(
             model, [bank[str(s.media)] for s in train_samples], [s.label for s in train_samples],
-            [category_question(classes, "video" if s.kind == "video" else "image") for s in train_samples],
+            [category_question(classes, s.kind) for s in train_samples],
             classes, cfg.align_steps, cfg.align_batch_size, cfg.align_lr, cfg.seed, accelerator.device)
     align_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -205,6 +205,10 @@ class EmoLlama(nn.Module):
         state |= {n: b.detach().cpu().contiguous() for n, b in self.named_buffers() if "standardise" in n}
         return state
 
+    def new_module_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters outside the LLM: Q-Former queries/cross-attention, FIM, projectors, MLP^L."""
+        return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("llm.")]
+
     def trainable_table(self) -> list[tuple[str, int, int]]:
         """(part, trainable, total) per top-level part; the frozen encoders are listed for scale."""
         rows = []
