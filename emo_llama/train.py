@@ -63,7 +63,7 @@ class TrainConfig:
     batch_size: int = 4                    # global batch per optimizer step
     grad_accum: int = 1
     lr: float = 5e-4                       # LoRA (paper: 2e-4 over a whole epoch of 340k samples)
-    new_module_lr: float | None = 3e-3     # Q-Former queries/cross-attn, FIM, projectors (None: = lr)
+    new_module_lr: float | None = 3e-3     # Q-Former/FIM/projectors when not frozen after alignment (None: = lr)
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -71,6 +71,7 @@ class TrainConfig:
     align_steps: int = 100                 # 0: off (the paper, whose LLaMA-VID projectors come pre-aligned)
     align_lr: float = 5e-3
     align_batch_size: int = 16
+    freeze_after_align: bool = True        # LoRA stage keeps the aligned new modules as they are (lr 0)
     # evaluation
     zero_shot: bool = True
     eval_batch_size: int = 16
@@ -169,6 +170,18 @@ def make_accelerator(device: str = "auto"):
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
+def new_module_lr(cfg: TrainConfig) -> float:
+    """Learning rate of the new modules in the LoRA stage.
+
+    After label-word alignment they are left as they are by default (lr 0; AdamW then changes nothing,
+    weight decay included): on mini, training them on at 3e-3 took their tokens' class-word probe from
+    0.73 to 0.50 within 150 steps (they learn the training identities) and the answers' UAR with them.
+    """
+    if cfg.align_steps and cfg.freeze_after_align:
+        return 0.0
+    return cfg.lr if cfg.new_module_lr is None else cfg.new_module_lr
+
+
 def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object], cfg: TrainConfig,
                accelerator, output_dir: Path) -> dict:
     """AdamW + warmup/cosine + grad accumulation + checkpoints; returns losses and timings."""
@@ -186,7 +199,7 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     lora = [p for p in model.llm.parameters() if p.requires_grad]
     new = model.new_module_parameters()
     optimizer = torch.optim.AdamW([{"params": lora, "lr": cfg.lr},
-                                   {"params": new, "lr": cfg.new_module_lr or cfg.lr}],
+                                   {"params": new, "lr": new_module_lr(cfg)}],
                                   lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
     ckpt_dir = output_dir / "checkpoints"

@@ -56,6 +56,22 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     assert all(torch.equal(full[k], cut[k]) for k in full)
 
 
+def test_aligned_modules_stay_fixed_while_lora_trains(tmp_path):
+    # freeze_after_align (default): runs of 1 and 4 LoRA steps share the aligned new modules, not LoRA.
+    for steps in (1, 4):
+        run(tiny_config(tmp_path / str(steps), max_steps=steps), log=lambda s: None)
+    short, long = trained(tmp_path / "1"), trained(tmp_path / "4")
+    new = [k for k in short if not k.startswith("llm.") and "standardise" not in k]
+    lora = [k for k in short if "lora_" in k]
+    assert new and lora
+    assert all(torch.equal(short[k], long[k]) for k in new)
+    assert not all(torch.equal(short[k], long[k]) for k in lora)
+    # Trained on with LoRA (freeze_after_align=False) they move.
+    moving = run(tiny_config(tmp_path / "moving", max_steps=4, freeze_after_align=False), log=lambda s: None)
+    assert moving["steps"] == 4
+    assert not all(torch.equal(long[k], trained(tmp_path / "moving")[k]) for k in new)
+
+
 def test_cli_parses_every_field():
     cfg = parse_args(["--dataset", "mafw", "--data_root", "/x", "--lora_r", "128", "--use_agr", "false",
                       "--instruction_types", "category", "--stack_options", '{"encoders": false}',
