@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import time
 import typing
 from collections.abc import Callable
@@ -24,6 +23,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from emo_llama.train_data import (
+    TrainItem,
+    build_items,
+    category_question,
+    epoch_order,
+    item_weights,
+    load_splits,
+    synthetic_splits,
+)
 from emo_llama.utils import seed_everything
 
 # The paper's settings (LLaVA-1.5 LoRA defaults): documented here, not the CPU default.
@@ -92,70 +100,6 @@ class TrainConfig:
                               use_face_embedding=self.use_face_embedding, use_landmarks=self.use_landmarks,
                               use_agr=self.use_agr, lora_r=self.lora_r, lora_alpha=self.lora_alpha or 2 * self.lora_r,
                               **self.model_options)
-
-
-@dataclass
-class TrainItem:
-    media: str
-    turns: list[tuple[str, str]]
-    label: str
-    task: str = "category"
-
-
-# ----- data -----------------------------------------------------------------------------------------
-
-def record_turns(record: dict) -> list[tuple[str, str]]:
-    conv = record["conversations"]
-    return [(conv[i]["value"], conv[i + 1]["value"]) for i in range(0, len(conv) - 1, 2)]
-
-
-def build_items(samples, classes, cfg: TrainConfig, agr_of: Callable[[object], str]) -> list[TrainItem]:
-    """Category records (half ending with the zero-shot guard and 'My choice is: ...') + conversations."""
-    from emo_llama.data import OfflineConversationGenerator, category_instruction
-
-    rng = random.Random(cfg.seed)
-    items = []
-    if "category" in cfg.instruction_types:
-        for s in samples:
-            rec = category_instruction(s, classes, rng=rng, zero_shot=rng.random() < cfg.choice_share,
-                                       use_caption=cfg.descriptive_text)
-            items.append(TrainItem(str(s.media), record_turns(rec), s.label, "category"))
-    if "conversation" in cfg.instruction_types:
-        generator = OfflineConversationGenerator(seed=cfg.seed, turns=cfg.conversation_turns)
-        for s in samples:
-            rec = generator(s, agr=agr_of(s) if cfg.use_agr else None)
-            items.append(TrainItem(str(s.media), record_turns(rec), s.label, "conversation"))
-    return items
-
-
-def epoch_order(n: int, epoch: int, seed: int, weights: torch.Tensor | None) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    if weights is None:
-        return torch.randperm(n, generator=g)
-    return torch.multinomial(weights, n, replacement=True, generator=g)
-
-
-def item_weights(items: list[TrainItem], resample: bool, conversation_share: float) -> torch.Tensor | None:
-    """Sampling weights: conversations get `conversation_share` of the draws; category items share the rest,
-    inverse-frequency by label when `resample` (the paper resamples category data only, Tab. 9)."""
-    from collections import Counter
-
-    n_cat = sum(i.task == "category" for i in items)
-    n_conv = len(items) - n_cat
-    if n_cat == 0 or n_conv == 0:
-        conversation_share = 0.0 if n_conv == 0 else 1.0
-    elif not resample and abs(conversation_share - n_conv / len(items)) < 1e-9:
-        return None  # plain shuffling
-    counts = Counter(i.label for i in items if i.task == "category")
-    n_labels = len(counts) or 1
-    w = []
-    for i in items:
-        if i.task == "category":
-            share = (1.0 / (n_labels * counts[i.label])) if resample else 1.0 / n_cat
-            w.append((1.0 - conversation_share) * share)
-        else:
-            w.append(conversation_share / n_conv)
-    return torch.tensor(w, dtype=torch.double)
 
 
 # ----- the loop -------------------------------------------------------------------------------------
@@ -257,44 +201,6 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
 
 
 # ----- the whole run --------------------------------------------------------------------------------
-
-SYNTHETIC_CLASSES = ("happiness", "sadness", "surprise")
-
-
-def synthetic_splits(cfg: TrainConfig, n_train: int = 48, n_test: int = 12):
-    """`--dataset synthetic`: random frozen features with learnable classes, for the tiny stack (tests, DDP)."""
-    from emo_llama.data import Sample
-    from emo_llama.model.synthetic import synthetic_features
-
-    samples = {"train": [], "test": []}
-    bank = {}
-    for split, n, offset in (("train", n_train, 0), ("test", n_test, 10_000)):
-        for i in range(n):
-            label = i % len(SYNTHETIC_CLASSES)
-            media = Path(f"synthetic/{split}-{i}")
-            samples[split].append(Sample(id=f"{split}-{i}", media=media, label=SYNTHETIC_CLASSES[label], split=split))
-            bank[str(media)] = synthetic_features(label, offset + i, num_classes=len(SYNTHETIC_CLASSES))
-    return (SYNTHETIC_CLASSES, samples["train"][: cfg.train_limit or None], samples["test"][: cfg.eval_limit or None],
-            bank)
-
-
-def load_splits(cfg: TrainConfig):
-    """Train and test splits; a missing dataset raises the loader's clear error before anything is built."""
-    from emo_llama.data import get_dataset
-
-    train = get_dataset(cfg.dataset, root=cfg.data_root, split="train", fold=cfg.fold)
-    test = get_dataset(cfg.dataset, root=cfg.data_root, split="test", fold=cfg.fold)
-    train_samples = train.samples[: cfg.train_limit] if cfg.train_limit else train.samples
-    test_samples = test.samples[: cfg.eval_limit] if cfg.eval_limit else test.samples
-    return train.classes, train_samples, test_samples
-
-
-def category_question(classes, media: str = "image") -> str:
-    """After training: the category instruction the model was tuned on (phrasing 0), without the guard."""
-    from emo_llama.data.instructions import CATEGORY_QUESTIONS, class_list_text
-
-    return CATEGORY_QUESTIONS[0].format(media=media, classes=class_list_text(classes))
-
 
 def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dict:
     """Features -> zero-shot eval -> label-word alignment -> LoRA training -> eval -> output_dir."""

@@ -44,6 +44,22 @@ def test_cache_miss_then_hit_gives_identical_features(tmp_path, tiny_stack):
     assert extractor.cache_path(copy) == extractor.cache_path(image)
 
 
+def test_extraction_leaves_the_global_rng_alone(tmp_path, tiny_stack):
+    # A cold cache must not change what follows (training draws dropout masks from this RNG).
+    from emo_llama.samples import astronaut
+
+    image = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(image)
+    extractor = FeatureExtractor.from_stack(tiny_stack, max_frames=3, cache_dir=tmp_path / "cache", device="cpu")
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    for _ in ("cold", "warm"):
+        torch.manual_seed(0)
+        extractor(image)
+        assert torch.equal(torch.rand(4), expected)
+    assert (extractor.misses, extractor.hits) == (1, 1)
+
+
 def test_no_face_falls_back_to_the_centre(tmp_path, tiny_stack):
     from emo_llama.samples import no_face_image
 
