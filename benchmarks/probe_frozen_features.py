@@ -53,14 +53,14 @@ def probe_uar(train, test, classes, kind: str, steps: int = 300) -> float:
 
 @torch.no_grad()
 def token_probe_uar(model, test, classes, questions) -> float:
-    from emo_llama.align import class_word_embeddings
+    from emo_llama.align import class_word_cosines, class_word_embeddings
     from emo_llama.data import compute_metrics
 
-    words = F.normalize(class_word_embeddings(model, classes), dim=-1)
+    words = class_word_embeddings(model, classes)
     predicted = []
     for (media, _), question in zip(test, questions):
         batch = model.make_batch([media], [[(question, None)]], generation=True, device=model.device)
-        cosine = F.normalize(model.frame_tokens(batch).float(), dim=-1) @ words.T.to(model.device)
+        cosine = class_word_cosines(model.frame_tokens(batch), words)
         predicted.append(classes[int(cosine.mean((0, 1)).argmax())])
     return compute_metrics([label for _, label in test], predicted, classes)["uar"]
 

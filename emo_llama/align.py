@@ -36,6 +36,12 @@ def class_word_embeddings(model, classes: Sequence[str]) -> torch.Tensor:
     return torch.stack(rows)
 
 
+def class_word_cosines(frame_tokens: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+    """(frames, positions, C): cosine of every frame token with every class word."""
+    tokens = F.normalize(frame_tokens.float(), dim=-1)
+    return tokens @ F.normalize(word_embeddings.to(tokens.device), dim=-1).T
+
+
 def alignment_loss(frame_tokens: torch.Tensor, frames_per_sample: Sequence[int], targets: torch.Tensor,
                    word_embeddings: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Cosine-softmax cross-entropy of each token position against the class words, mean over positions.
@@ -44,15 +50,14 @@ def alignment_loss(frame_tokens: torch.Tensor, frames_per_sample: Sequence[int],
     averaged over its frames before the softmax: its label holds for the clip, not for every frame (a clip
     may start and end on a neutral face), so one expressive frame may carry the vote.
     """
-    tokens = F.normalize(frame_tokens.float(), dim=-1)
-    words = F.normalize(word_embeddings.to(tokens.device), dim=-1)
-    logits = tokens @ words.T / temperature                            # (frames, positions, C)
-    counts = torch.tensor(list(frames_per_sample), device=tokens.device)
-    rows = torch.repeat_interleave(torch.arange(len(counts), device=tokens.device), counts)
-    per_sample = torch.zeros(len(counts), *logits.shape[1:], device=tokens.device).index_add_(0, rows, logits)
+    logits = class_word_cosines(frame_tokens, word_embeddings) / temperature     # (frames, positions, C)
+    device = logits.device
+    counts = torch.tensor(list(frames_per_sample), device=device)
+    rows = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+    per_sample = torch.zeros(len(counts), *logits.shape[1:], device=device).index_add_(0, rows, logits)
     per_sample = per_sample / counts.view(-1, 1, 1)                    # (B, positions, C)
     positions = per_sample.shape[1]
-    return F.cross_entropy(per_sample.flatten(0, 1), targets.to(tokens.device).repeat_interleave(positions))
+    return F.cross_entropy(per_sample.flatten(0, 1), targets.to(device).repeat_interleave(positions))
 
 
 def align_to_label_words(model, media: Sequence, labels: Sequence[str], questions: Sequence[str],

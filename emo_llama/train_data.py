@@ -80,7 +80,6 @@ def item_weights(items: list[TrainItem], resample: bool, conversation_share: flo
     return torch.tensor(w, dtype=torch.double)
 
 
-
 SYNTHETIC_CLASSES = ("happiness", "sadness", "surprise")
 
 
