@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -62,3 +63,23 @@ def plot_confusion(metrics: dict, title: str = "", ax=None):
     ax.set_ylabel("true")
     ax.set_title(title or f"UAR {metrics['uar']:.2f}  acc {metrics['acc']:.2f}")
     return ax
+
+
+def save_plots(out: str | Path, losses: Sequence[float], trained: dict) -> None:
+    """loss.png (training loss per step) and confusion.png (the trained model's test confusion matrix)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(range(1, len(losses) + 1), losses)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (answer tokens)")
+    fig.tight_layout()
+    fig.savefig(Path(out) / "loss.png", dpi=100)
+    plt.close(fig)
+    ax = plot_confusion(trained)
+    ax.figure.tight_layout()
+    ax.figure.savefig(Path(out) / "confusion.png", dpi=100)
+    plt.close(ax.figure)

@@ -79,7 +79,7 @@ class TrainConfig:
     align_steps: int = 100                 # 0: off (the paper, whose LLaMA-VID projectors come pre-aligned)
     align_lr: float = 5e-3
     align_batch_size: int = 16
-    freeze_after_align: bool = True        # LoRA stage keeps the aligned new modules as they are (lr 0)
+    freeze_after_align: bool = True        # LoRA stage keeps the aligned new modules fixed (no backward)
     # evaluation
     zero_shot: bool = True
     eval_batch_size: int = 16
@@ -117,9 +117,12 @@ def make_accelerator(device: str = "auto"):
 def new_module_lr(cfg: TrainConfig) -> float:
     """Learning rate of the new modules in the LoRA stage.
 
-    After label-word alignment they are left as they are by default (lr 0; AdamW then changes nothing,
-    weight decay included): on mini, training them on at 3e-3 took their tokens' class-word probe from
-    0.73 to 0.50 within 150 steps (they learn the training identities) and the answers' UAR with them.
+    After label-word alignment they are left as they are by default (0.0): on mini, training them on at
+    3e-3 took their tokens' class-word probe from 0.73 to 0.50 within 150 steps (they learn the training
+    identities) and the answers' UAR with them. At 0.0 `train_loop` computes their tokens without
+    autograd (`EmoLlama.new_modules_frozen`): no backward through them, and only LoRA's gradients are
+    clipped. They stay in the optimizer (with no gradients AdamW leaves them alone), so checkpoints
+    look the same either way.
     """
     if cfg.align_steps and cfg.freeze_after_align:
         return 0.0
@@ -152,6 +155,7 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     if latest is not None:
         start, losses = load_checkpoint(latest, model, optimizer, scheduler, rank)
         accelerator.print(f"resumed from {latest} at step {start}")
+    model.new_modules_frozen = new_module_lr(cfg) == 0.0
     ddp_model = accelerator.prepare_model(model)
     weights = item_weights(items, cfg.resample, cfg.conversation_share)
     log_path = output_dir / "train_log.jsonl"
@@ -197,6 +201,7 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
         if cfg.stop_after is not None and done >= cfg.stop_after:
             break
     model.eval()
+    model.new_modules_frozen = False
     return {"train_loss": losses, "steps": len(losses), "step_times": step_times, "total_steps": total}
 
 
@@ -207,7 +212,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
     from emo_llama.align import align_to_label_words
     from emo_llama.checkpoint import latest_checkpoint
     from emo_llama.data import zero_shot_question
-    from emo_llama.evaluate import evaluate, headline, plot_confusion, to_jsonable
+    from emo_llama.evaluate import evaluate, headline, save_plots, to_jsonable
     from emo_llama.features import FeatureExtractor
     from emo_llama.model import EmoLlama
 
@@ -248,13 +253,18 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
             if cfg.zero_shot and accelerator.is_main_process else None)
     accelerator.wait_for_everyone()
     t0 = time.perf_counter()
-    align_losses = []
+    align_losses, align_file = [], out / "align_loss.json"
     # A resumed run's checkpoint already holds the aligned weights (and the RNG state after them).
-    if cfg.align_steps and not (cfg.resume and latest_checkpoint(out / "checkpoints")):
+    resumed = cfg.resume and latest_checkpoint(out / "checkpoints") is not None
+    if cfg.align_steps and not resumed:
         align_losses = align_to_label_words(
             model, [bank[str(s.media)] for s in train_samples], [s.label for s in train_samples],
             [category_question(classes, s.kind) for s in train_samples],
             classes, cfg.align_steps, cfg.align_batch_size, cfg.align_lr, cfg.seed, accelerator.device)
+        if accelerator.is_main_process:
+            align_file.write_text(json.dumps(align_losses))
+    elif cfg.align_steps and align_file.exists():
+        align_losses = json.loads(align_file.read_text())  # so a resumed run's metrics.json keeps them
     align_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = train_loop(model, items, lambda m: bank[m], cfg, accelerator, out)
@@ -275,30 +285,11 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         details = {"zero_shot": to_jsonable(zero) if zero else None, "trained": to_jsonable(trained)}
         (out / "eval_details.json").write_text(json.dumps(details, indent=2, default=str))
-        _save_plots(out, result["train_loss"], trained, plot_confusion)
+        save_plots(out, result["train_loss"], trained)
         metrics["_zero_shot_full"], metrics["_trained_full"] = zero, trained
     accelerator.wait_for_everyone()
     metrics["_model"], metrics["_bank"], metrics["_test_samples"] = model, bank, test_samples
     return metrics
-
-
-def _save_plots(out: Path, losses: list[float], trained: dict, plot_confusion) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(range(1, len(losses) + 1), losses)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (answer tokens)")
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=100)
-    plt.close(fig)
-    ax = plot_confusion(trained)
-    ax.figure.tight_layout()
-    ax.figure.savefig(out / "confusion.png", dpi=100)
-    plt.close(ax.figure)
 
 
 # ----- command line: one flag per TrainConfig field -------------------------------------------------

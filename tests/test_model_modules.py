@@ -139,6 +139,21 @@ def test_loss_ignores_everything_but_answers():
         assert float(model(a | {"labels": labels})) == 0.0  # no answer tokens -> no loss
 
 
+def test_frozen_new_modules_get_no_gradient():
+    # new_modules_frozen (the LoRA stage after alignment): backward stops at the LLM's input, so the new
+    # modules get no gradient (none is clipped together with LoRA's) while LoRA still learns.
+    model = tiny_model()
+    batch = model.make_batch([synthetic_features(0, 1)], [[(QUESTION, "a")]])
+    new = model.new_module_parameters()
+    lora = [p for p in model.llm.parameters() if p.requires_grad]
+    for frozen in (True, False):
+        model.zero_grad(set_to_none=True)
+        model.new_modules_frozen = frozen
+        model(batch).backward()
+        assert all((p.grad is None) == frozen for p in new)
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora)
+
+
 def test_save_load_identical_logits(tmp_path):
     model = tiny_model()
     with torch.no_grad():  # make the trained parts differ from a fresh init

@@ -54,6 +54,9 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     full, cut = trained(tmp_path / "full"), trained(tmp_path / "cut")
     assert full.keys() == cut.keys()
     assert all(torch.equal(full[k], cut[k]) for k in full)
+    # The resumed run skipped alignment (its checkpoint holds the aligned weights) yet reports its losses.
+    align_loss = [json.loads((tmp_path / run_dir / "metrics.json").read_text())["align_loss"] for run_dir in ("full", "cut")]
+    assert len(align_loss[0]) == 3 and align_loss[0] == align_loss[1]
 
 
 def test_aligned_modules_stay_fixed_while_lora_trains(tmp_path):

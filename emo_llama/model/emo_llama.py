@@ -9,6 +9,7 @@ trained parts run every step. `EmoLlama.from_pretrained(folder)` reloads a train
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -102,6 +103,9 @@ class EmoLlama(nn.Module):
         self.face_standardise = FeatureStandardiser(stack.face_dim)
         targets = config.lora_targets or stack.lora_targets
         self.llm = add_lora(stack.llm, config.lora_r, config.lora_alpha, config.lora_dropout, targets)
+        # True while a training stage keeps the new modules fixed (emo_llama.train sets it): their
+        # tokens are then computed without autograd, so backward stops at the LLM's input.
+        self.new_modules_frozen = False
 
     # ----- frame tokens ---------------------------------------------------------------------------
     def frame_tokens(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -117,7 +121,8 @@ class EmoLlama(nn.Module):
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         embeds = self.llm.get_input_embeddings()(batch["input_ids"])
-        frames = self.frame_tokens(batch)
+        with torch.no_grad() if self.new_modules_frozen else nullcontext():
+            frames = self.frame_tokens(batch)
         return splice_media(embeds, batch["media_mask"], frames.flatten(0, 1))
 
     # ----- training ------------------------------------------------------------------------------
