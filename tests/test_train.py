@@ -55,8 +55,9 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     assert full.keys() == cut.keys()
     assert all(torch.equal(full[k], cut[k]) for k in full)
     # The resumed run skipped alignment (its checkpoint holds the aligned weights) yet reports its losses.
-    align_loss = [json.loads((tmp_path / run_dir / "metrics.json").read_text())["align_loss"] for run_dir in ("full", "cut")]
-    assert len(align_loss[0]) == 3 and align_loss[0] == align_loss[1]
+    full_align, cut_align = (json.loads((tmp_path / d / "metrics.json").read_text())["align_loss"]
+                             for d in ("full", "cut"))
+    assert len(full_align) == 3 and full_align == cut_align
 
 
 def test_aligned_modules_stay_fixed_while_lora_trains(tmp_path):
