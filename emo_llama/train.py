@@ -82,6 +82,7 @@ class TrainConfig:
     freeze_after_align: bool = True        # LoRA stage keeps the aligned new modules fixed (no backward)
     # evaluation
     zero_shot: bool = True
+    real_faces: bool = True                # end with the real-face check set (emo_llama.real_check)
     eval_batch_size: int = 16
     max_new_tokens: int = 12
     # bookkeeping
@@ -272,6 +273,12 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
     metrics: dict = {}
     if accelerator.is_main_process:
         trained = score("trained eval", [category_question(classes, k) for k in kinds])
+        real = None
+        if cfg.real_faces and not synthetic:
+            from emo_llama.real_check import real_face_check
+
+            real = real_face_check(model, extractor, classes, lambda k: category_question(classes, k),
+                                   cfg.max_new_tokens)
         model.save_pretrained(out / "model")
         metrics = {
             "dataset": cfg.dataset, "stack": cfg.stack, "steps": result["steps"],
@@ -279,6 +286,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
             "align_seconds": round(align_seconds, 1), "align_loss": [round(x, 5) for x in align_losses],
             "mean_step_seconds": round(sum(result["step_times"]) / max(1, len(result["step_times"])), 3),
             "zero_shot": headline(zero) if zero else None, "trained": headline(trained),
+            "real_faces": real,
             "train_loss": [round(x, 5) for x in result["train_loss"]],
             "config": asdict(cfg),
         }

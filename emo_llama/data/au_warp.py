@@ -4,8 +4,8 @@ Each AU is a set of landmark displacements in a face-aligned frame (u: from the 
 to the left eye, v: down the face), in units of the inter-ocular distance D, so one table works for
 every face size and small head rolls. The image follows the landmarks through a thin-plate spline
 fitted on (moved landmarks -> original landmarks) plus fixed anchors on the border, evaluated
-backwards for every output pixel. AU26 (jaw drop) opens the mouth; the gap between the inner lips
-is then filled with a dark mouth interior, since a warp can only stretch the lips, not show a cavity.
+backwards for every output pixel. A warp can only stretch skin, so what it cannot show (the mouth
+interior when the lips part, wrinkles and folds) is painted afterwards by `au_appearance`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage
+
+from emo_llama.data.au_appearance import paint_mouth, paint_wrinkles
 
 # iBUG-68 index groups (image-left = subject's right).
 BROW_R, BROW_L = list(range(17, 22)), list(range(22, 27))  # outer -> inner, inner -> outer
@@ -37,19 +39,28 @@ AU_MOVES: dict[int, list[tuple[list[int], float, float, bool]]] = {
     7: [(LOWER_LID, 0.0, -0.045, False), (UPPER_LID, 0.0, 0.025, False)],
     9: [(NOSE, 0.0, -0.08, False), ([28, 29, 30], 0.0, -0.04, False), ([50, 51, 52, 61, 62, 63], 0.0, -0.10, False),
         ([49, 53], 0.0, -0.06, False), ([21, 22], -0.03, 0.07, True), ([20, 23], 0.0, 0.04, False)],
+    10: [([50, 52], 0.0, -0.12, False), ([51, 61, 62, 63], 0.0, -0.10, False), ([49, 53], 0.0, -0.06, False),
+         ([31, 35], 0.0, -0.03, False)],
     12: [([48, 54], 0.13, -0.16, True), ([60, 64], 0.11, -0.14, True), ([49, 53, 59, 55], 0.05, -0.07, True),
          ([2, 3, 13, 14], 0.0, -0.03, False)],
     14: [([48, 60], -0.03, -0.06, True)],  # unilateral (subject's right) for contempt
     15: [([48, 54], 0.02, 0.14, True), ([60, 64], 0.02, 0.12, True), ([59, 55, 49, 53], 0.0, 0.06, False)],
     16: [([56, 57, 58, 65, 66, 67], 0.0, 0.10, False), ([55, 59], 0.0, 0.05, False)],
-    20: [([48, 54], 0.18, 0.04, True), ([60, 64], 0.16, 0.04, True), ([49, 53, 55, 59], 0.08, 0.0, True)],
+    17: [([56, 57, 58], 0.0, -0.06, False), ([65, 66, 67, 55, 59], 0.0, -0.04, False), ([7, 8, 9], 0.0, -0.03, False)],
+    20: [([48, 54], 0.16, 0.08, True), ([60, 64], 0.14, 0.07, True), ([49, 53, 55, 59], 0.07, 0.03, True),
+         ([56, 57, 58, 65, 66, 67], 0.0, 0.04, False)],
     23: [([49, 50, 51, 52, 53], 0.0, 0.035, False), ([55, 56, 57, 58, 59], 0.0, -0.035, False),
          ([48, 54, 60, 64], -0.04, 0.0, True)],
+    24: [([61, 62, 63], 0.0, 0.03, False), ([65, 66, 67], 0.0, -0.03, False), ([50, 51, 52], 0.0, 0.02, False),
+         ([56, 57, 58], 0.0, -0.02, False)],
+    25: [([65, 66, 67], 0.0, 0.13, False), ([56, 57, 58], 0.0, 0.10, False), ([55, 59], 0.0, 0.06, False),
+         ([61, 62, 63], 0.0, -0.02, False)],
     26: [([56, 57, 58], 0.0, 0.36, False), ([65, 66, 67], 0.0, 0.34, False), ([55, 59], 0.0, 0.26, False),
          ([7, 8, 9], 0.0, 0.30, False), ([6, 10], 0.0, 0.20, False), ([5, 11], 0.0, 0.10, False)],
+    27: [([56, 57, 58], 0.0, 0.50, False), ([65, 66, 67], 0.0, 0.48, False), ([55, 59], 0.0, 0.36, False),
+         ([7, 8, 9], 0.0, 0.42, False), ([6, 10], 0.0, 0.28, False), ([5, 11], 0.0, 0.14, False),
+         ([48, 54, 60, 64], -0.04, 0.06, True)],
 }
-
-
 def face_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
     """(u, v, D, midline_u): unit axes of the face and its inter-ocular distance, from 68 points (x, y)."""
     eye_r, eye_l = landmarks[36:42].mean(0), landmarks[42:48].mean(0)
@@ -144,32 +155,9 @@ def warp_face(image: np.ndarray, landmarks: np.ndarray, aus: Mapping[int, float]
     coarse = tps_apply(grid, src, weights, affine).reshape(n, n, 2)
     fy, fx = np.mgrid[0:size, 0:size].astype(np.float64) / _STEP
     coords = [ndimage.map_coordinates(coarse[..., k], [fy, fx], order=1) for k in (1, 0)]
-    out = np.stack([ndimage.map_coordinates(image[..., c].astype(np.float64), coords, order=1, mode="nearest")
+    out = np.stack([ndimage.map_coordinates(image[..., c].astype(np.float64), coords, order=1, mode="reflect")
                     for c in range(image.shape[2])], -1)
     out_landmarks = moved if pose is None else moved @ pose[:, :2].T + pose[:, 2]
-    if aus.get(26, 0) > 0 or aus.get(16, 0) > 0:
-        out = _fill_mouth(out, out_landmarks)
+    out = paint_wrinkles(paint_mouth(out, out_landmarks, aus), out_landmarks, aus)
     out = np.clip(out * brightness, 0, 255)
     return out.round().astype(np.uint8), out_landmarks
-
-
-def _fill_mouth(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Darken the region between the inner lips (a soft-edged polygon) where the warp opened the mouth.
-
-    The colour is the lips' own colour at a fifth of its brightness, so grayscale faces get a gray
-    cavity and colour faces a dark red-brown one.
-    """
-    from skimage.draw import polygon
-
-    h, w = image.shape[:2]
-    lips = np.clip(landmarks[48:60].round().astype(int), 0, [w - 1, h - 1])
-    color = image[lips[:, 1], lips[:, 0]].mean(0) * 0.2
-    inner = landmarks[INNER_LIP]
-    rr, cc = polygon(inner[:, 1], inner[:, 0], image.shape[:2])
-    if len(rr) == 0:
-        return image
-    mask = np.zeros(image.shape[:2])
-    mask[rr, cc] = 1.0
-    mask = ndimage.gaussian_filter(mask, 0.8) * 0.9
-    return image * (1 - mask[..., None]) + color * mask[..., None]
-

@@ -20,31 +20,49 @@ PROTOTYPES: dict[str, tuple[int, ...]] = {
     "contempt": (12, 14),  # unilateral
 }
 
+# The common variants people actually show (EMFACS lists several per emotion); mini draws one per
+# sample so that an open mouth alone never gives the class away: smiles part the lips and show
+# teeth, anger and disgust come open or closed, fear and surprise differ by brows and lip stretch.
+VARIANTS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "neutral": ((),),
+    "happiness": ((6, 12), (6, 12, 25), (6, 12, 25, 26)),
+    "sadness": ((1, 4, 15), (1, 4, 15, 17), (1, 15)),
+    "surprise": ((1, 2, 5, 26), (1, 2, 5, 27), (1, 2, 5, 25)),
+    "fear": ((1, 2, 4, 5, 20, 26), (1, 2, 4, 5, 20, 25), (1, 2, 4, 5, 7, 20, 26)),
+    "anger": ((4, 5, 7, 23), (4, 5, 7, 24), (4, 5, 7, 10, 25), (4, 7, 17, 23)),
+    "disgust": ((9, 10, 16, 25), (9, 10, 25), (9, 10, 17), (9, 10, 15, 16)),
+    "contempt": ((12, 14),),
+}
+
 AU_NAMES: dict[int, str] = {
     1: "inner brow raiser", 2: "outer brow raiser", 4: "brow lowerer", 5: "upper lid raiser",
-    6: "cheek raiser", 7: "lid tightener", 9: "nose wrinkler", 12: "lip corner puller",
-    14: "dimpler", 15: "lip corner depressor", 16: "lower lip depressor", 20: "lip stretcher",
-    23: "lip tightener", 26: "jaw drop",
+    6: "cheek raiser", 7: "lid tightener", 9: "nose wrinkler", 10: "upper lip raiser", 12: "lip corner puller",
+    14: "dimpler", 15: "lip corner depressor", 16: "lower lip depressor", 17: "chin raiser", 20: "lip stretcher",
+    23: "lip tightener", 24: "lip pressor", 25: "lips part", 26: "jaw drop", 27: "mouth stretch",
 }
 
 # Short clauses, MAFW-caption style ("The lip corners rise and the cheeks lift.").
 AU_CLAUSES: dict[int, str] = {
     1: "the inner brows rise", 2: "the outer brows lift", 4: "the brows are drawn down and together",
     5: "the upper eyelids open wide", 6: "the cheeks lift", 7: "the eyelids tighten",
-    9: "the nose wrinkles", 12: "the lip corners rise", 14: "one lip corner tightens into a dimple",
-    15: "the lip corners are pulled down", 16: "the lower lip is pushed down",
-    20: "the lips stretch sideways", 23: "the lips press tight", 26: "the jaw drops and the mouth opens",
+    9: "the nose wrinkles", 10: "the upper lip rises", 12: "the lip corners rise",
+    14: "one lip corner tightens into a dimple",
+    15: "the lip corners are pulled down", 16: "the lower lip is pushed down", 17: "the chin pushes up",
+    20: "the lips stretch sideways", 23: "the lips tighten", 24: "the lips press together",
+    25: "the lips part", 26: "the jaw drops and the mouth opens", 27: "the mouth stretches wide open",
 }
 
 # The same clauses in Chinese, for MAFW's with_caption files (which carry Chinese and English).
 AU_CLAUSES_ZH: dict[int, str] = {
     1: "眉头内侧上扬", 2: "眉梢上挑", 4: "眉头紧皱下压", 5: "上眼睑睁大", 6: "脸颊上提", 7: "眼睑收紧",
-    9: "鼻子皱起", 12: "嘴角上扬", 14: "一侧嘴角收紧出现酒窝", 15: "嘴角下拉", 16: "下唇下压",
-    20: "嘴唇向两侧拉伸", 23: "嘴唇紧闭", 26: "下巴下垂，嘴巴张开",
+    9: "鼻子皱起", 10: "上唇上提", 12: "嘴角上扬", 14: "一侧嘴角收紧出现酒窝", 15: "嘴角下拉", 16: "下唇下压",
+    17: "下巴上抬",
+    20: "嘴唇向两侧拉伸", 23: "嘴唇收紧", 24: "双唇紧压", 25: "嘴唇分开", 26: "下巴下垂，嘴巴张开",
+    27: "嘴巴大张",
 }
 
 # Order in which clauses are read out: top of the face to the bottom, as people describe faces.
-_READING_ORDER = (1, 2, 4, 5, 7, 6, 9, 12, 14, 15, 16, 20, 23, 26)
+_READING_ORDER = (1, 2, 4, 5, 7, 6, 9, 10, 12, 14, 15, 16, 17, 20, 23, 24, 25, 26, 27)
 
 
 def describe_aus(aus: Sequence[int]) -> str:

