@@ -117,7 +117,7 @@ class FaceXFormerNet(nn.Module):
 def load_checkpoint(path: str | Path, config: FaceXFormerConfig | None = None) -> FaceXFormerNet:
     """The official `model.pt` (a dict with 'state_dict_backbone') -> FaceXFormerNet, strictly."""
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not str(path) or not path.is_file():
         raise FileNotFoundError(
             f"FaceXFormer checkpoint not found at {path}. Download `ckpts/model.pt` from the Hugging Face repo "
             "kartiknarayan/facexformer (see the FaceXFormer README) and pass its path "
@@ -140,9 +140,7 @@ class FaceXFormerExpert(FacialExpert):
                  net: FaceXFormerNet | None = None):
         super().__init__()
         if net is None:
-            if path is None:
-                raise ValueError("the facexformer expert needs `path` (the official model.pt) or a built `net`")
-            net = load_checkpoint(path, config)
+            net = load_checkpoint("" if path is None else path, config)
         self.net = net
         cfg = net.config
         self.input_size, self.token_dim, self.grid = cfg.image_size, cfg.dim, tuple(cfg.grid)
