@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from emo_llama.recipes import DEFAULT_RECIPE, PAPER_DEFAULTS, RECIPES, apply_recipe  # noqa: F401
 from emo_llama.train_data import (
     TrainItem,
     build_items,
@@ -33,11 +34,6 @@ from emo_llama.train_data import (
     synthetic_splits,
 )
 from emo_llama.utils import seed_everything
-
-# The paper's settings (LLaVA-1.5 LoRA defaults): documented here, not the CPU default.
-PAPER_DEFAULTS = {"lora_r": 128, "lora_alpha": 256, "lr": 2e-4, "new_module_lr": 2e-4, "epochs": 1.0,
-                  "max_steps": 0, "resample": True, "batch_size": 128, "warmup_ratio": 0.03, "weight_decay": 0.0,
-                  "conversation_share": 0.5, "conversation_turns": 3, "stack": "paper", "align_steps": 0}
 
 
 @dataclass
@@ -75,6 +71,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
+    recipe: str = "auto"                   # cpu | paper | auto (paper for the paper stack, else cpu): RECIPES
+    gradient_checkpointing: bool = False   # recompute the LLM's activations in backward (paper recipe: on)
+    check_memory: bool = True              # print expected memory, refuse runs that cannot fit the device
     # label-word alignment of the new modules before LoRA tuning (emo_llama.align; not in the paper)
     align_steps: int = 100                 # 0: off (the paper, whose LLaMA-VID projectors come pre-aligned)
     align_lr: float = 5e-3
@@ -217,6 +216,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
     from emo_llama.features import FeatureExtractor
     from emo_llama.model import EmoLlama
 
+    cfg = apply_recipe(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.device)
@@ -267,6 +267,16 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
     elif cfg.align_steps and align_file.exists():
         align_losses = json.loads(align_file.read_text())  # so a resumed run's metrics.json keeps them
     align_seconds = time.perf_counter() - t0
+    if cfg.gradient_checkpointing:
+        model.llm.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.check_memory and items:
+        from emo_llama.memory import check_fits
+
+        per_device = max(1, cfg.batch_size // (accelerator.num_processes * cfg.grad_accum))
+        probe = [items[i] for i in range(min(per_device, len(items)))]
+        seq = model.make_batch([bank[i.media] for i in probe], [i.turns for i in probe])["input_ids"].shape[1]
+        check_fits(model, per_device, seq, cfg.gradient_checkpointing, accelerator.device,
+                   log=accelerator.print)
     t0 = time.perf_counter()
     result = train_loop(model, items, lambda m: bank[m], cfg, accelerator, out)
     train_seconds = time.perf_counter() - t0
@@ -325,7 +335,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         parser.add_argument(f"--{f.name}", type=str, default=None, help=f"default: {getattr(TrainConfig(), f.name)}")
     ns = parser.parse_args(argv)
     values = {k: _parse_value(hints[k], v) for k, v in vars(ns).items() if v is not None}
-    return TrainConfig(**values)
+    return apply_recipe(TrainConfig(**values), explicit=set(values))
 
 
 def main(argv: list[str] | None = None) -> None:

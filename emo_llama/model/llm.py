@@ -25,6 +25,20 @@ CHATML_TEMPLATE = (
 )
 
 
+# Vicuna v1 (LLaMA-VID's `conv_vicuna_v1`), for LLaMA/Vicuna tokenizers that ship no chat template:
+#   "{system} USER: {question} ASSISTANT: {answer}</s>USER: {question} ASSISTANT:"
+# The system message's content is the system line (VICUNA_SYSTEM in the paper recipe); `</s>` (the eos
+# token) closes every answer, so generation stops at the end of the turn.
+VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
+                 "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+VICUNA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + ' ' }}"
+    "{% elif message['role'] == 'user' %}{{ 'USER: ' + message['content'] + ' ' }}"
+    "{% else %}{{ 'ASSISTANT: ' + message['content'] + eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
 def model_cache_dir() -> Path:
     """Where dequantised weights and frozen features live: never inside the repository."""
     return Path(os.environ.get("EMO_LLAMA_MODEL_CACHE", Path.home() / ".cache" / "emo_llama")).expanduser()
@@ -81,26 +95,48 @@ def _write_dequantised_cache(gguf: Path, cache: Path) -> None:
 
 def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
     """Any HF causal LM (e.g. Vicuna-7B) by hub id or local folder; offline unless the user allows the hub."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+    return model, load_tokenizer(name_or_path)
+
+
+def load_tokenizer(name_or_path: str):
+    """The LLM's tokenizer; a tokenizer with no chat template (Vicuna, LLaMA-VID) gets Vicuna v1's."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+    return with_conversation_format(tokenizer)
+
+
+def with_conversation_format(tokenizer):
     if tokenizer.chat_template is None:
-        # Vicuna has no template in its tokenizer config; ChatML keeps one code path for prompts.
-        tokenizer.chat_template = CHATML_TEMPLATE
-        tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-        model.resize_token_embeddings(len(tokenizer))
+        tokenizer.chat_template = VICUNA_TEMPLATE   # no new tokens: `</s>` already ends Vicuna's turns
     if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
 
 
-def byte_tokenizer():
-    """A byte-level tokenizer built in memory (no files, no network) with ChatML special tokens: for `tiny`."""
+def byte_tokenizer(style: str = "chatml"):
+    """A byte-level tokenizer built in memory (no files, no network): for `tiny` and tests.
+
+    `chatml`: ChatML special tokens and template (SmolLM2's format). `vicuna`: LLaMA's `</s>`/`<s>`/`<unk>`
+    and no chat template, as Vicuna and LLaMA-VID ship (`with_conversation_format` adds Vicuna v1).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if style == "vicuna":
+        vocab = {"</s>": 0, "<s>": 1, "<unk>": 2}
+        for ch in sorted(alphabet):
+            vocab[ch] = len(vocab)
+        core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+        core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        core.decoder = decoders.ByteLevel()
+        tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", bos_token="<s>", unk_token="<unk>")
+        tok.add_special_tokens({"additional_special_tokens": ["</s>", "<s>"]})
+        return tok
     vocab = {"<|im_end|>": 0, "<|im_start|>": 1, "[PAD]": 2}
     for ch in sorted(alphabet):
         vocab[ch] = len(vocab)

@@ -40,6 +40,8 @@ class Stack:
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     llm_dtype: torch.dtype = torch.float32
     options: dict = field(default_factory=dict)
+    init_state: dict = field(default_factory=dict)        # EmoLlama-named weights for new modules (LLaMA-VID)
+    config_overrides: dict = field(default_factory=dict)  # EmoLlamaConfig values those weights need
 
 
 def register(name: str):
@@ -173,41 +175,84 @@ def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attentio
 
 
 @register("paper")
-def paper_stack(vision: str = "openai/clip-vit-large-patch14", qformer_bert: str = "bert-base-uncased",
-                llm: str = "lmsys/vicuna-7b-v1.5", expert: str = "facexformer", dtype: str = "bfloat16",
-                tiny_configs: bool = False, encoders: bool = True, **_) -> Stack:
-    """CLIP ViT-L/14 + FaceXFormer + BERT-base Q-Former + Vicuna-7B (GPU, user's weights).
+def paper_stack(vision_path: str = "openai/clip-vit-large-patch14", llm_path: str = "lmsys/vicuna-7b-v1.5",
+                expert: str = "facexformer", expert_path: str | None = None, llamavid_path: str | None = None,
+                qformer_bert: str = "bert-base-uncased", dtype: str = "bfloat16", tiny_configs: bool = False,
+                encoders: bool = True, tiny_vision_dim: int = 32, **_) -> Stack:
+    """CLIP ViT-L/14 + FaceXFormer + Q-Former + Vicuna-7B, or LLaMA-VID-7B's Q-Former/projectors/LLM (GPU).
 
-    `tiny_configs=True` builds the same model classes with tiny random configs so that this code path
-    is tested without any download.
+    Every `*_path` is a local folder/file or a hub id (hub ids need the network unless cached):
+    `vision_path` CLIP vision tower; `llm_path` the LLM (ignored when `llamavid_path` is given);
+    `expert_path` FaceXFormer's `model.pt`; `llamavid_path` a LLaMA-VID checkpoint folder, which then fills
+    the Q-Former, Eq. 2's projectors, the content projector and the LLM (`emo_llama.model.llamavid`);
+    `qformer_bert` bert-base-uncased's folder (tokenizer; also the weights when there is no LLaMA-VID).
+    The facial expert is loaded first, so a missing checkpoint stops before any 7B load.
+
+    `tiny_configs=True` builds the same model classes with tiny random configs (tests, no download);
+    `llamavid_path`/`expert_path` then point at synthetic tiny checkpoints in the official layouts.
     """
-    from transformers import AutoTokenizer, BertConfig, BertModel, CLIPVisionConfig
-
-    torch_dtype = getattr(torch, dtype)
+    torch_dtype = getattr(torch, dtype) if not tiny_configs else torch.float32
     lora = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    options = {"vision_path": vision_path, "llm_path": llm_path, "expert": expert, "expert_path": expert_path,
+               "llamavid_path": llamavid_path, "qformer_bert": qformer_bert, "dtype": dtype,
+               "tiny_configs": tiny_configs, "tiny_vision_dim": tiny_vision_dim}
+    face = _paper_expert(expert, expert_path, tiny_configs) if encoders else None
+    face_dim = face.token_dim if face is not None else (TINY_FACE_DIM if tiny_configs else 256)
+    face_grid = tuple(face.grid) if face is not None else (TINY_FACE_GRID if tiny_configs else (7, 7))
     if tiny_configs:
-        clip = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                image_size=56, patch_size=14)
+        from transformers import CLIPVisionConfig
+
+        clip = CLIPVisionConfig(hidden_size=tiny_vision_dim, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=4, image_size=56, patch_size=14)
         encoder = vision_lib.CLIPVision(config=clip) if encoders else None
+        vision_dim = tiny_vision_dim
+    else:
+        encoder = vision_lib.CLIPVision(vision_path, dtype=torch_dtype) if encoders else None
+        vision_dim = encoder.token_dim if encoder is not None else 1024
+    extra: dict = {}
+    if llamavid_path:
+        from emo_llama.model import llamavid
+
+        parts = llamavid.load_llamavid(llamavid_path, vision_dim, 4 if tiny_configs else None, torch_dtype)
+        qformer, pretrained, model = parts["qformer"], parts["qformer_pretrained"], parts["llm"]
+        vocab = qformer.config.vocab_size
+        qtok = llamavid.qformer_tokenizer(qformer_bert, vocab)
+        tok = llm_lib.load_tokenizer(llamavid_path)
+        extra = {"init_state": parts["init_state"], "config_overrides": parts["config_overrides"]}
+    elif tiny_configs:
+        from transformers import BertConfig, BertModel
+
         bert = BertModel(BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                     intermediate_size=64, max_position_embeddings=512))
-        tok = llm_lib.byte_tokenizer()
         # 300-token BERT vocabulary: the byte tokenizer's ids (< 300) stand in for BERT's WordPiece.
-        qformer, pretrained = qformer_from_bert(bert.state_dict(), bert.config.to_dict(), 32, 2, 1, dropout=0.0)
+        qformer, pretrained = qformer_from_bert(bert.state_dict(), bert.config.to_dict(), vision_dim, 2, 1,
+                                                dropout=0.0)
+        tok = qtok = llm_lib.byte_tokenizer()
         model = llm_lib.tiny_llama(len(tok))
-        face = _expert("tiny") if encoders else None
-        return Stack("paper", _freeze(encoder), face, 32, face.token_dim if face else TINY_FACE_DIM,
-                     tuple(face.grid) if face else TINY_FACE_GRID, qformer, tok, pretrained,
-                     model, tok, lora, torch.float32, {"tiny_configs": True})
-    encoder = vision_lib.CLIPVision(vision, dtype=torch_dtype) if encoders else None
-    bert = BertModel.from_pretrained(qformer_bert)
-    qformer, pretrained = qformer_from_bert(bert.state_dict(), bert.config.to_dict(),
-                                            encoder.token_dim if encoder else 1024, 12, 2)
-    qtok = AutoTokenizer.from_pretrained(qformer_bert)
-    model, tok = llm_lib.load_causal_lm(llm, dtype=torch_dtype)
-    face = _expert(expert) if encoders else None
-    return Stack("paper", _freeze(encoder), face, encoder.token_dim if encoder else 1024,
-                 face.token_dim if face else 768, tuple(face.grid) if face else (14, 14), qformer, qtok, pretrained,
-                 model, tok, lora, torch_dtype, {"vision": vision, "qformer_bert": qformer_bert, "llm": llm,
-                                                 "expert": expert, "dtype": dtype})
+    else:
+        from transformers import AutoTokenizer, BertModel
 
+        bert = BertModel.from_pretrained(qformer_bert)
+        qformer, pretrained = qformer_from_bert(bert.state_dict(), bert.config.to_dict(), vision_dim, 12, 2)
+        qtok = AutoTokenizer.from_pretrained(qformer_bert)
+        model, tok = llm_lib.load_causal_lm(llm_path, dtype=torch_dtype)
+    return Stack("paper", _freeze(encoder), face, vision_dim, face_dim, face_grid, qformer, qtok, pretrained,
+                 model, tok, lora, torch_dtype, options, **extra)
+
+
+def _paper_expert(name: str, path: str | None, tiny: bool) -> nn.Module:
+    """FaceXFormer from `path` (tiny config when `tiny`), a random tiny one when tiny without a path, or
+    any other registered expert by name."""
+    from emo_llama.expert import get_expert
+    from emo_llama.expert.facexformer import FaceXFormerConfig
+
+    if name != "facexformer":
+        return _freeze(get_expert(name, device="cpu"))
+    if path is None:
+        if tiny:
+            return _freeze(get_expert("facexformer", tiny=True, device="cpu"))
+        raise FileNotFoundError(
+            "the paper stack's facial expert is FaceXFormer: download `ckpts/model.pt` from the Hugging Face repo "
+            "kartiknarayan/facexformer and pass its path as `expert_path` (stack option / notebook parameter)")
+    config = FaceXFormerConfig.tiny() if tiny else None
+    return _freeze(get_expert("facexformer", path=path, config=config, device="cpu"))
