@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from tqdm.auto import tqdm
 
 
@@ -85,20 +86,22 @@ def plot_confusion(metrics: dict, title: str = "", ax=None):
 
 
 def save_plots(out: str | Path, losses: Sequence[float], trained: dict) -> None:
-    """loss.png (training loss per step) and confusion.png (the trained model's test confusion matrix)."""
-    import matplotlib
+    """loss.png (training loss per step) and confusion.png (the trained model's test confusion matrix).
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    The figures are `matplotlib.figure.Figure` objects outside pyplot: saving them neither switches the
+    backend nor leaves figures behind, so a notebook that calls this keeps showing its own figures inline.
+    """
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = Figure(figsize=(5, 3))
+    ax = fig.subplots()
     ax.plot(range(1, len(losses) + 1), losses)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (answer tokens)")
     fig.tight_layout()
     fig.savefig(Path(out) / "loss.png", dpi=100)
-    plt.close(fig)
-    ax = plot_confusion(trained)
-    ax.figure.tight_layout()
-    ax.figure.savefig(Path(out) / "confusion.png", dpi=100)
-    plt.close(ax.figure)
+    n = len(trained["classes"])
+    fig = Figure(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+    plot_confusion(trained, ax=fig.subplots())
+    fig.tight_layout()
+    fig.savefig(Path(out) / "confusion.png", dpi=100)
