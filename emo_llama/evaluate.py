@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tqdm.auto import tqdm
+from emo_llama.progress import progress as progress_bar
 
 
 def evaluate(model, media: Sequence, labels: Sequence[str], classes: Sequence[str], question: str | Sequence[str],
@@ -29,7 +29,7 @@ def evaluate(model, media: Sequence, labels: Sequence[str], classes: Sequence[st
     answers: list = [unreadable(p, errors.get(str(p), "could not be read")) if m is None else None
                      for m, p in zip(media, paths)]
     readable = [i for i, m in enumerate(media) if m is not None]
-    for start in tqdm(range(0, len(readable), batch_size), desc=desc, disable=not progress):
+    for start in progress_bar(range(0, len(readable), batch_size), desc=desc, disable=not progress):
         chunk = readable[start: start + batch_size]
         out = model.generate([media[i] for i in chunk], [questions[i] for i in chunk], max_new_tokens=max_new_tokens,
                              require_face=False, paths=[paths[i] for i in chunk])

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, resolve_device
 
 FEATURE_VERSION = "2"  # 2: AU masks follow the expert's token centres
@@ -149,7 +149,7 @@ class FeatureExtractor:
         from emo_llama.video import MediaError
 
         out: list[MediaFeatures | None] = []
-        for p in tqdm(list(paths), desc=desc, disable=not progress):
+        for p in progress_bar(list(paths), desc=desc, disable=not progress):
             try:
                 out.append(self(p))
             except (MediaError, OSError) as err:

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from emo_llama.progress import progress as progress_bar
 from emo_llama.train_data import (
     TrainItem,
     build_items,
@@ -161,8 +161,8 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     log_path = output_dir / "train_log.jsonl"
     step_times: list[float] = []
     order, order_epoch = None, -1
-    bar = tqdm(range(start, total), desc="train", disable=not (cfg.progress and accelerator.is_main_process),
-               initial=start, total=total)
+    bar = progress_bar(range(start, total), desc="LoRA training", total=total, initial=start,
+                       disable=not (cfg.progress and accelerator.is_main_process))
     model.train()
     for step in bar:
         t0 = time.perf_counter()
@@ -215,6 +215,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
     from emo_llama.evaluate import evaluate, headline, save_plots, to_jsonable
     from emo_llama.features import FeatureExtractor
     from emo_llama.model import EmoLlama
+    from emo_llama.run_summary import summarise
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +237,8 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
         with accelerator.main_process_first():  # rank 0 fills the disk cache, the others then read it
             everything = train_samples + test_samples
             feats = extractor.extract_many([s.media for s in everything],
-                                           progress=cfg.progress and accelerator.is_main_process, errors=errors)
+                                           progress=cfg.progress and accelerator.is_main_process, errors=errors,
+                                           desc="frozen features (cached on disk)")
         bank = {str(s.media): f for s, f in zip(everything, feats) if f is not None}
     unreadable = unreadable_report(train_samples, test_samples, errors)
     if errors and accelerator.is_main_process:
@@ -269,7 +271,8 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
         align_losses = align_to_label_words(
             model, [bank[str(s.media)] for s in train_samples], [s.label for s in train_samples],
             [category_question(classes, s.kind) for s in train_samples],
-            classes, cfg.align_steps, cfg.align_batch_size, cfg.align_lr, cfg.seed, accelerator.device)
+            classes, cfg.align_steps, cfg.align_batch_size, cfg.align_lr, cfg.seed, accelerator.device,
+            progress=cfg.progress and accelerator.is_main_process)
         if accelerator.is_main_process:
             align_file.write_text(json.dumps(align_losses))
     elif cfg.align_steps and align_file.exists():
@@ -296,6 +299,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
         details = {"zero_shot": to_jsonable(zero) if zero else None, "trained": to_jsonable(trained)}
         (out / "eval_details.json").write_text(json.dumps(details, indent=2, default=str))
         save_plots(out, result["train_loss"], trained)
+        log(summarise(out))
         metrics["_zero_shot_full"], metrics["_trained_full"] = zero, trained
     accelerator.wait_for_everyone()
     metrics["_model"], metrics["_bank"], metrics["_test_samples"] = model, bank, test_samples

@@ -165,3 +165,4 @@ def test_a_training_run_lists_unreadable_samples_and_goes_on(tmp_path, monkeypat
     # The fixture's images are flat grey squares: no face in any of them, counted per split.
     assert metrics["no_face"]["train"] == 2 and metrics["no_face"]["test"] == 1
     assert any("could not be read" in line for line in lines)
+    assert lines[-1].startswith("== run finished") and "unreadable media: 2" in lines[-1]

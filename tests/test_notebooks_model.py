@@ -31,7 +31,8 @@ def _assert_figures_shown(path: Path) -> None:
     assert cells_without_figures(nb) == [], f"{path.name}: plotting cells without a figure"
 
 
-def test_05_train_short_run(tmp_path):
+def test_05_train_short_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMO_LLAMA_PROGRESS", "lines")  # as `make train` runs it: progress as printed lines
     out_dir = tmp_path / "run05"
     _papermill("05_train.ipynb", tmp_path / "05.ipynb", max_steps=3, batch_size=4, train_limit=24, eval_limit=8,
                align_steps=4, output_dir=str(out_dir))
@@ -42,6 +43,11 @@ def test_05_train_short_run(tmp_path):
     assert len(metrics["train_loss"]) == 3 and len(metrics["align_loss"]) == 4
     assert (out_dir / "model" / "trainable.safetensors").exists() and (out_dir / "confusion.png").exists()
     _assert_figures_shown(tmp_path / "05.ipynb")
+    nb = nbformat.read(tmp_path / "05.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    for stage in ("frozen features (cached on disk): 32/32", "zero-shot eval:", "label-word alignment: 4/4",
+                  "LoRA training: 3/3 (100%)", "trained eval:", "== run finished", "metrics.json"):
+        assert stage in printed, stage
 
 
 def test_05_missing_dataset_stops_at_once(tmp_path):
