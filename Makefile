@@ -24,9 +24,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) requirements/no-deps.txt
 	$(PY) -c "import emo_llama, transformers, peft; print('emo_llama ready:', emo_llama.__version__)"
 	touch $(STAMP)
 
+# Progress: the kernel prints plain lines (EMO_LLAMA_PROGRESS=lines) that --log-output streams to this terminal
+# (a headless kernel has no frontend for widget bars); then the headline figures and where the outputs are.
 train: setup
 	mkdir -p runs
-	$(OFFLINE) $(VENV)/bin/papermill notebooks/05_train.ipynb runs/05_train.ipynb -k python3
+	$(OFFLINE) EMO_LLAMA_PROGRESS=lines $(VENV)/bin/papermill notebooks/05_train.ipynb runs/05_train.ipynb \
+		-k python3 --log-output --no-progress-bar
+	$(OFFLINE) $(PY) -m emo_llama.run_summary runs/05_train --notebook runs/05_train.ipynb
 
 lint: setup
 	$(VENV)/bin/ruff check emo_llama tests benchmarks scripts

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from emo_llama.progress import progress as progress_bar
+
 
 def class_word_embeddings(model, classes: Sequence[str]) -> torch.Tensor:
     """(C, D): mean input embedding of each class word's tokens, as the answer spells it (no leading space)."""
@@ -62,7 +64,7 @@ def alignment_loss(frame_tokens: torch.Tensor, frames_per_sample: Sequence[int],
 
 def align_to_label_words(model, media: Sequence, labels: Sequence[str], questions: Sequence[str],
                          classes: Sequence[str], steps: int, batch_size: int = 16, lr: float = 3e-3,
-                         seed: int = 0, device: torch.device | str = "cpu") -> list[float]:
+                         seed: int = 0, device: torch.device | str = "cpu", progress: bool = False) -> list[float]:
     """Train the new modules (not LoRA, not the LLM) for `steps` batches; returns the loss per step.
 
     Batches are drawn class-balanced (each step cycles through shuffled per-class queues), so the
@@ -84,7 +86,8 @@ def align_to_label_words(model, media: Sequence, labels: Sequence[str], question
     present = [c for c in classes if by_class[c]]
     losses = []
     model.train()
-    for step in range(steps):
+    bar = progress_bar(range(steps), desc="label-word alignment", disable=not progress)
+    for step in bar:
         chosen = []
         for k in range(batch_size):
             c = present[(step * batch_size + k) % len(present)]
@@ -102,5 +105,6 @@ def align_to_label_words(model, media: Sequence, labels: Sequence[str], question
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     return losses

@@ -6,23 +6,43 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from emo_llama.progress import progress as progress_bar
 
 
 def evaluate(model, media: Sequence, labels: Sequence[str], classes: Sequence[str], question: str | Sequence[str],
-             batch_size: int = 8, max_new_tokens: int = 12, progress: bool = True, desc: str = "eval") -> dict:
-    """Greedy answers to `question` for every media; returns the data issue's metrics plus the raw answers."""
+             batch_size: int = 8, max_new_tokens: int = 12, progress: bool = True, desc: str = "eval",
+             paths: Sequence | None = None, errors: dict[str, str] | None = None) -> dict:
+    """Greedy answers to `question` for every media; returns the data issue's metrics plus the raw answers.
+
+    A `None` in `media` is a sample whose file could not be read (`errors` maps its path to why): it
+    gets no answer, is scored as wrong (unparseable) and is listed under `unreadable`. Samples where
+    MTCNN found no face in any frame are answered (a dataset's samples are faces) and listed under `no_face`.
+    """
     from emo_llama.data import compute_metrics, parse_answer
+    from emo_llama.model.answers import unreadable
 
     model.eval()
     questions = [question] * len(media) if isinstance(question, str) else list(question)
-    answers: list[str] = []
-    for start in tqdm(range(0, len(media), batch_size), desc=desc, disable=not progress):
-        chunk = list(media[start: start + batch_size])
-        answers += model.generate(chunk, questions[start: start + batch_size], max_new_tokens=max_new_tokens)
-    predictions = [parse_answer(a, classes) for a in answers]
-    metrics = compute_metrics(list(labels), predictions, classes, raw_answers=answers)
-    metrics["answers"], metrics["predictions"] = answers, predictions
+    paths = [None] * len(media) if paths is None else [None if p is None else str(p) for p in paths]
+    errors = errors or {}
+    answers: list = [unreadable(p, errors.get(str(p), "could not be read")) if m is None else None
+                     for m, p in zip(media, paths)]
+    readable = [i for i, m in enumerate(media) if m is not None]
+    for start in progress_bar(range(0, len(readable), batch_size), desc=desc, disable=not progress):
+        chunk = readable[start: start + batch_size]
+        out = model.generate([media[i] for i in chunk], [questions[i] for i in chunk], max_new_tokens=max_new_tokens,
+                             require_face=False, paths=[paths[i] for i in chunk])
+        for i, a in zip(chunk, out):
+            answers[i] = a
+    predictions = [parse_answer(a, classes) if getattr(a, "answered", True) else None for a in answers]
+    texts = [str(a) for a in answers]
+    metrics = compute_metrics(list(labels), predictions, classes, raw_answers=texts)
+    metrics["answers"], metrics["predictions"] = texts, predictions
+    metrics["unreadable"] = [{"path": a.path, "error": a.error} for a in answers if a.error is not None]
+    metrics["no_face"] = [{"path": a.path, "frames": a.frames} for a in answers
+                          if a.error is None and not getattr(a, "face_found", True)]
+    metrics["frames_without_face"] = sum(getattr(a, "frames_without_face", 0) for a in answers)
     return metrics
 
 
@@ -66,20 +86,22 @@ def plot_confusion(metrics: dict, title: str = "", ax=None):
 
 
 def save_plots(out: str | Path, losses: Sequence[float], trained: dict) -> None:
-    """loss.png (training loss per step) and confusion.png (the trained model's test confusion matrix)."""
-    import matplotlib
+    """loss.png (training loss per step) and confusion.png (the trained model's test confusion matrix).
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    The figures are `matplotlib.figure.Figure` objects outside pyplot: saving them neither switches the
+    backend nor leaves figures behind, so a notebook that calls this keeps showing its own figures inline.
+    """
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = Figure(figsize=(5, 3))
+    ax = fig.subplots()
     ax.plot(range(1, len(losses) + 1), losses)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (answer tokens)")
     fig.tight_layout()
     fig.savefig(Path(out) / "loss.png", dpi=100)
-    plt.close(fig)
-    ax = plot_confusion(trained)
-    ax.figure.tight_layout()
-    ax.figure.savefig(Path(out) / "confusion.png", dpi=100)
-    plt.close(ax.figure)
+    n = len(trained["classes"])
+    fig = Figure(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+    plot_confusion(trained, ax=fig.subplots())
+    fig.tight_layout()
+    fig.savefig(Path(out) / "confusion.png", dpi=100)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, resolve_device
 
 FEATURE_VERSION = "2"  # 2: AU masks follow the expert's token centres
@@ -117,8 +117,16 @@ class FeatureExtractor:
         return self.cache_dir / f"{media_hash(media)}-{settings}.safetensors"
 
     def __call__(self, media: str | Path, box=None) -> MediaFeatures:
+        """Features of one image, video or folder of frames; `MediaError` (naming the path) when unreadable."""
+        from emo_llama.video import MediaError
+
         media = Path(media)
-        path = self.cache_path(media) if self.use_cache else None
+        if not media.exists():
+            raise MediaError(f"{media}: no such file or folder; expected an image, a video or a folder of frames")
+        try:
+            path = self.cache_path(media) if self.use_cache else None
+        except OSError as err:
+            raise MediaError(f"{media}: cannot be read ({err})") from err
         if path is not None and path.exists():
             self.hits += 1
             return MediaFeatures.load(path)
@@ -134,8 +142,22 @@ class FeatureExtractor:
             feats.save(path)
         return feats
 
-    def extract_many(self, paths, progress: bool = True, desc: str = "features") -> list[MediaFeatures]:
-        return [self(p) for p in tqdm(list(paths), desc=desc, disable=not progress)]
+    def extract_many(self, paths, progress: bool = True, desc: str = "features",
+                     errors: dict[str, str] | None = None) -> list[MediaFeatures | None]:
+        """Features of every path, in order. Without `errors` the first unreadable file raises; with a dict,
+        each unreadable one is recorded there (path -> message) and gets None, and the rest carry on."""
+        from emo_llama.video import MediaError
+
+        out: list[MediaFeatures | None] = []
+        for p in progress_bar(list(paths), desc=desc, disable=not progress):
+            try:
+                out.append(self(p))
+            except (MediaError, OSError) as err:
+                if errors is None:
+                    raise
+                errors[str(p)] = str(err)
+                out.append(None)
+        return out
 
     def crops(self, frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Face crops (T, 3, S, S) in [0, 1] and found flags; no face -> the centre square of the frame."""

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from emo_llama.progress import progress as progress_bar
 from emo_llama.recipes import DEFAULT_RECIPE, PAPER_DEFAULTS, RECIPES, apply_recipe  # noqa: F401
 from emo_llama.train_data import (
     TrainItem,
@@ -161,8 +161,8 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     log_path = output_dir / "train_log.jsonl"
     step_times: list[float] = []
     order, order_epoch = None, -1
-    bar = tqdm(range(start, total), desc="train", disable=not (cfg.progress and accelerator.is_main_process),
-               initial=start, total=total)
+    bar = progress_bar(range(start, total), desc="LoRA training", total=total, initial=start,
+                       disable=not (cfg.progress and accelerator.is_main_process))
     model.train()
     for step in bar:
         t0 = time.perf_counter()
@@ -215,6 +215,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
     from emo_llama.evaluate import evaluate, headline, save_plots, to_jsonable
     from emo_llama.features import FeatureExtractor
     from emo_llama.model import EmoLlama
+    from emo_llama.run_summary import summarise
 
     cfg = apply_recipe(cfg)
     out = Path(cfg.output_dir)
@@ -231,23 +232,33 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
     if accelerator.is_main_process:
         log(model.format_trainable_table())
     t0 = time.perf_counter()
+    errors: dict[str, str] = {}  # unreadable media: path -> why (counted and listed in metrics.json)
     if not synthetic:
         extractor = FeatureExtractor.from_stack(model.stack, max_frames=cfg.max_frames, device=accelerator.device)
         with accelerator.main_process_first():  # rank 0 fills the disk cache, the others then read it
             everything = train_samples + test_samples
             feats = extractor.extract_many([s.media for s in everything],
-                                           progress=cfg.progress and accelerator.is_main_process)
-        bank = {str(s.media): f for s, f in zip(everything, feats)}
+                                           progress=cfg.progress and accelerator.is_main_process, errors=errors,
+                                           desc="frozen features (cached on disk)")
+        bank = {str(s.media): f for s, f in zip(everything, feats) if f is not None}
+    unreadable = unreadable_report(train_samples, test_samples, errors)
+    if errors and accelerator.is_main_process:
+        log(f"{len(errors)} media file(s) could not be read and are left out of training / scored as wrong "
+            f"(listed in metrics.json), e.g. {next(iter(errors.values()))}")
+    train_samples = [s for s in train_samples if str(s.media) in bank]
+    if not train_samples:
+        raise ValueError(f"no training sample of {cfg.dataset} could be read; first error: "
+                         f"{next(iter(errors.values()), 'none')}")
     feature_seconds = time.perf_counter() - t0
     items = build_items(train_samples, classes, cfg, lambda s: bank[str(s.media)].agr)
     model.fit_feature_statistics([bank[str(s.media)] for s in train_samples])
-    test_media = [bank[str(s.media)] for s in test_samples]
+    test_media = [bank.get(str(s.media)) for s in test_samples]  # None: unreadable, scored as wrong
     kinds = [s.kind for s in test_samples]
     labels = [s.label for s in test_samples]
 
     def score(desc: str, questions: list[str]) -> dict:
         return evaluate(model, test_media, labels, classes, questions, cfg.eval_batch_size, cfg.max_new_tokens,
-                        cfg.progress, desc)
+                        cfg.progress, desc, paths=[s.media for s in test_samples], errors=errors)
 
     # Zero-shot: the paper's prompt (question + class list + "PLEASE ENSURE ... 'My choice is: '").
     zero = (score("zero-shot eval", [zero_shot_question(classes, k) for k in kinds])
@@ -261,7 +272,8 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
         align_losses = align_to_label_words(
             model, [bank[str(s.media)] for s in train_samples], [s.label for s in train_samples],
             [category_question(classes, s.kind) for s in train_samples],
-            classes, cfg.align_steps, cfg.align_batch_size, cfg.align_lr, cfg.seed, accelerator.device)
+            classes, cfg.align_steps, cfg.align_batch_size, cfg.align_lr, cfg.seed, accelerator.device,
+            progress=cfg.progress and accelerator.is_main_process)
         if accelerator.is_main_process:
             align_file.write_text(json.dumps(align_losses))
     elif cfg.align_steps and align_file.exists():
@@ -297,6 +309,7 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
             "mean_step_seconds": round(sum(result["step_times"]) / max(1, len(result["step_times"])), 3),
             "zero_shot": headline(zero) if zero else None, "trained": headline(trained),
             "real_faces": real,
+            "unreadable": unreadable, "no_face": no_face_report(bank, train_samples, trained),
             "train_loss": [round(x, 5) for x in result["train_loss"]],
             "config": asdict(cfg),
         }
@@ -304,10 +317,27 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
         details = {"zero_shot": to_jsonable(zero) if zero else None, "trained": to_jsonable(trained)}
         (out / "eval_details.json").write_text(json.dumps(details, indent=2, default=str))
         save_plots(out, result["train_loss"], trained)
+        log(summarise(out))
         metrics["_zero_shot_full"], metrics["_trained_full"] = zero, trained
     accelerator.wait_for_everyone()
     metrics["_model"], metrics["_bank"], metrics["_test_samples"] = model, bank, test_samples
     return metrics
+
+
+def unreadable_report(train_samples, test_samples, errors: dict[str, str]) -> dict:
+    """metrics.json's record of media that could not be read: how many, and each one's path and error."""
+    items = [{"path": str(s.media), "split": split, "error": errors[str(s.media)]}
+             for split, samples in (("train", train_samples), ("test", test_samples)) for s in samples
+             if str(s.media) in errors]
+    return {"count": len(items), "items": items}
+
+
+def no_face_report(bank: dict, train_samples, trained: dict, max_listed: int = 50) -> dict:
+    """Samples in which MTCNN found no face in any frame (their frames' centres were used), per split."""
+    train = sum(not bool(bank[str(s.media)].face_found.any()) for s in train_samples)
+    test = [d["path"] for d in trained["no_face"]]
+    return {"train": train, "test": len(test), "test_paths": test[:max_listed],
+            "test_frames_without_face": trained["frames_without_face"]}
 
 
 # ----- command line: one flag per TrainConfig field -------------------------------------------------

@@ -17,11 +17,14 @@ import nbformat
 import papermill
 
 KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
+# The kernel `make setup` installs (Makefile: ipykernel install --name python3 --display-name ...): JupyterLab
+# rewrites a differing display name on open and marks the notebook modified.
+KERNELSPEC = {"display_name": "Python 3 (emo-llama)", "language": "python", "name": "python3"}
 
 
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb.metadata = {k: nb.metadata[k] for k in KEEP_NOTEBOOK_METADATA if k in nb.metadata}
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     cells = []
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])

@@ -81,6 +81,7 @@ def test_model_answers_media_paths_end_to_end(tmp_path, tiny_stack):
     answers = model.answer([image, carphone_video()], ["What emotion?", "What emotion?"], extractor=extractor,
                            max_new_tokens=3)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    assert [(a.answered, a.face_found, a.frames) for a in answers] == [(True, True, 1), (True, True, 2)]
     loaded = MediaFeatures.load(extractor.cache_path(image))
     assert loaded.num_frames == 1
 

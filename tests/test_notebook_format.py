@@ -51,3 +51,68 @@ def test_notebooks_stay_thin(path):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not re.search(r"^(def|class) ", cell.source, re.M), f"{path.name}: move this into the package"
+
+
+def _parameter_names(nb) -> list[str]:
+    import ast
+
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = []
+    for node in ast.parse(cell.source).body:
+        targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """`papermill --help-notebook` lists what papermill infers; an '=' in a comment hides a parameter."""
+    import papermill
+
+    inferred = list(papermill.inspect_notebook(str(path)))
+    assert inferred == _parameter_names(nbformat.read(path, as_version=4))
+
+
+def _make_setup_kernelspec() -> dict:
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    install = next(ln for ln in makefile.splitlines() if "ipykernel install" in ln)
+    name = re.search(r"--name (\S+)", install).group(1)
+    display = re.search(r'--display-name "([^"]+)"', install).group(1)
+    return {"display_name": display, "language": "python", "name": name}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_kernelspec_is_the_one_make_setup_installs(path):
+    """JupyterLab rewrites a kernelspec that differs from the installed one and marks the notebook modified."""
+    assert dict(nbformat.read(path, as_version=4).metadata.kernelspec) == _make_setup_kernelspec()
+
+
+def test_refresh_script_writes_that_kernelspec():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "refresh_notebook.py"
+    spec = importlib.util.spec_from_file_location("refresh_notebook", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"display_name": "Python 3", "name": "python3"}})
+    assert dict(module.clean(nb).metadata.kernelspec) == _make_setup_kernelspec()
+
+
+# 05's committed outputs predate save_plots leaving the backend alone; it is re-run with the final `mini`.
+# strict: once refreshed, this xfail fails and must go.
+_STALE_FIGURES = {"05_train.ipynb"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="outputs to refresh"))
+                                  if p.name in _STALE_FIGURES else p for p in NOTEBOOKS], ids=lambda p: p.name)
+def test_committed_figures_are_shown_once(path):
+    """Every plotting cell shows its figure; a widget cell shows only its widget (its figure lives inside)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fixtures.notebook_figures import cells_without_figures, has_image, is_widget_cell, plotting_cells
+
+    nb = nbformat.read(path, as_version=4)
+    assert cells_without_figures(nb, widgets=False) == []
+    stale = [i for i, c in plotting_cells(nb) if is_widget_cell(c) and has_image(c.outputs)]
+    assert stale == [], f"{path.name}: a static figure under the widget in cells {stale}"

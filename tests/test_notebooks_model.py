@@ -1,12 +1,17 @@
-"""Short papermill runs of notebooks 05 and 03 (offline stack, mini data, a few steps)."""
+"""Short papermill runs of notebooks 05 and 03 (offline stack, mini data, a few steps) and 02's explorer."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
+import nbformat
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fixtures.notebook_figures import cells_without_figures, has_image, plotting_cells  # noqa: E402
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,10 +21,18 @@ def _papermill(name: str, out: Path, **params) -> None:
     import papermill
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     papermill.execute_notebook(str(ROOT / "notebooks" / name), str(out), parameters=params, kernel_name="python3",
-                               cwd=str(ROOT), progress_bar=False)
+                               cwd=str(ROOT), progress_bar=False, log_output=True)
 
 
-def test_05_train_short_run(tmp_path):
+def _assert_figures_shown(path: Path) -> None:
+    """Every plotting cell of the executed notebook has its image (widgets: inside their Output widget)."""
+    nb = nbformat.read(path, as_version=4)
+    assert plotting_cells(nb), f"{path.name}: no plotting cell found"
+    assert cells_without_figures(nb) == [], f"{path.name}: plotting cells without a figure"
+
+
+def test_05_train_short_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMO_LLAMA_PROGRESS", "lines")  # as `make train` runs it: progress as printed lines
     out_dir = tmp_path / "run05"
     _papermill("05_train.ipynb", tmp_path / "05.ipynb", max_steps=3, batch_size=4, train_limit=24, eval_limit=8,
                align_steps=4, output_dir=str(out_dir))
@@ -29,6 +42,12 @@ def test_05_train_short_run(tmp_path):
         assert set(metrics[key]) == {"acc", "uar", "war", "unparseable"}
     assert len(metrics["train_loss"]) == 3 and len(metrics["align_loss"]) == 4
     assert (out_dir / "model" / "trainable.safetensors").exists() and (out_dir / "confusion.png").exists()
+    _assert_figures_shown(tmp_path / "05.ipynb")
+    nb = nbformat.read(tmp_path / "05.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    for stage in ("frozen features (cached on disk): 32/32", "zero-shot eval:", "label-word alignment: 4/4",
+                  "LoRA training: 3/3 (100%)", "trained eval:", "== run finished", "metrics.json"):
+        assert stage in printed, stage
 
 
 def test_05_missing_dataset_stops_at_once(tmp_path):
@@ -47,3 +66,13 @@ def test_03_face_info_mining_trains_when_no_checkpoint(tmp_path):
     text = out.read_text()
     assert "No trained checkpoint" in text
     assert (tmp_path / "fim" / "model" / "trainable.safetensors").exists()
+    _assert_figures_shown(out)  # the fallback run saves its plots: the notebook's own figures must still show
+
+
+def test_02_explorer_figure_lives_only_under_its_controls(tmp_path):
+    out = tmp_path / "02.ipynb"
+    _papermill("02_facial_priors.ipynb", out, faces="astronaut,grace_hopper", max_video_frames=1)
+    _assert_figures_shown(out)
+    nb = nbformat.read(out, as_version=4)
+    explorer = [c for _, c in plotting_cells(nb) if "face_explorer(" in c.source]
+    assert len(explorer) == 1 and not has_image(explorer[0].outputs)

@@ -119,31 +119,23 @@ __all__ = ["FIVE_POINT_NAMES", "draw_au_regions", "draw_five_points", "draw_land
 
 
 def face_explorer(crops: np.ndarray, out: ExpertOutput, names: list[str], pca_rgb: np.ndarray | None = None):
-    """A face picker and an AU picker that redraw `plot_face_priors` (for JupyterLab).
+    """A face picker and an AU picker over one figure that they redraw (`plot_face_priors`), for JupyterLab.
 
-    Returns the widget box; the first face is drawn straight away so a headless run shows it too.
+    The figure is drawn inside the widget (`interactive_output`), so the one under the controls is the
+    only one and always the current one. Returns the widget box (already displayed).
     """
     import ipywidgets as widgets
     from IPython.display import display
 
     face = widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)], description="face")
     au = widgets.Dropdown(options=list(AU_REGIONS), value="AU12", description="AU")
-    view = widgets.Output()
 
     def draw(i: int, region: str):
-        fig = plot_face_priors(crops[i], out, i, pca_rgb=None if pca_rgb is None else pca_rgb[i],
-                               title=names[i], au_for_tokens=region)
-        display(fig)
-        plt.close(fig)
+        plot_face_priors(crops[i], out, i, pca_rgb=None if pca_rgb is None else pca_rgb[i], title=names[i],
+                         au_for_tokens=region)
+        plt.show()
 
-    def redraw(_change=None):
-        view.clear_output(wait=True)
-        with view:
-            draw(face.value, au.value)
-
-    face.observe(redraw, "value")
-    au.observe(redraw, "value")
+    view = widgets.interactive_output(draw, {"i": face, "region": au})
     box = widgets.VBox([widgets.HBox([face, au]), view])
     display(box)
-    draw(face.value, au.value)  # also shown outside the widget: static outputs and papermill see it
     return box

@@ -3,7 +3,8 @@
 The model consumes *frozen per-frame features* (`emo_llama.features.MediaFeatures`: visual tokens, face
 tokens, 68 landmarks, AU-region masks, AGR) so that the encoders run once and are cached on disk; the
 trained parts run every step. `EmoLlama.from_pretrained(folder)` reloads a trained model in one call and
-`answer(media, question)` runs the whole pipeline (frames -> face crops -> encoders -> generate).
+`answer(media, question)` runs the whole pipeline (frames -> face crops -> encoders -> generate) and
+returns `Answer`s: strings that also say whether a face was found and which files could not be read.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emo_llama.model.answers import NO_FACE_TEXT, Answer, face_summary, unreadable
 from emo_llama.model.clue_aggregator import ClueAggregator
 from emo_llama.model.face_info_mining import FIMConfig, build_fim
 from emo_llama.model.llm import add_lora
@@ -193,10 +195,27 @@ class EmoLlama(nn.Module):
 
     # ----- inference ----------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, media: list, questions: list[str], max_new_tokens: int = 16, **kwargs) -> list[str]:
-        """Greedy (default) answers for a batch of (MediaFeatures, question)."""
-        device = self.device
-        batch = self.make_batch(media, [[(q, None)] for q in questions], generation=True, device=device)
+    def generate(self, media: list, questions: list[str], max_new_tokens: int = 16, require_face: bool = True,
+                 paths: list | None = None, **kwargs) -> list[Answer]:
+        """Greedy (default) answers for a batch of (MediaFeatures, question), one `Answer` per item.
+
+        An item where MTCNN found no face in any frame is not put to the LLM when `require_face`
+        (the default): its answer says that no face was found (`answered=False`). With
+        `require_face=False` (scoring a dataset of faces) it is answered and still flagged
+        (`face_found=False`). Frames without a face inside a video are counted per item either way.
+        """
+        paths = [None] * len(media) if paths is None else [None if p is None else str(p) for p in paths]
+        facts = [face_summary(f.face_found, p) for f, p in zip(media, paths)]
+        ask = [i for i, fact in enumerate(facts) if fact["face_found"] or not require_face]
+        texts = self._generate_text([media[i] for i in ask], [questions[i] for i in ask], max_new_tokens,
+                                    **kwargs) if ask else []
+        answers = [Answer(NO_FACE_TEXT, answered=False, **fact) for fact in facts]
+        for i, text in zip(ask, texts):
+            answers[i] = Answer(text, **facts[i])
+        return answers
+
+    def _generate_text(self, media: list, questions: list[str], max_new_tokens: int, **kwargs) -> list[str]:
+        batch = self.make_batch(media, [[(q, None)] for q in questions], generation=True, device=self.device)
         embeds = self.embed(batch)
         kwargs.setdefault("do_sample", False)
         out = self.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
@@ -204,12 +223,26 @@ class EmoLlama(nn.Module):
                                 eos_token_id=self.tokenizer.eos_token_id, **kwargs)
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
-    def answer(self, media_paths: list, questions: list[str], extractor=None, **kwargs) -> list[str]:
-        """Images or videos by path -> answers (frames, face crops and encoders run here, cached on disk)."""
+    def answer(self, media_paths: list, questions: list[str], extractor=None, require_face: bool = True,
+               **kwargs) -> list[Answer]:
+        """Images or videos by path -> answers (frames, face crops and encoders run here, cached on disk).
+
+        One unreadable or missing file does not stop the batch: its `Answer` has `answered=False` and an
+        `error` that names the path; the other items are answered. See `generate` for media without a face.
+        """
         from emo_llama.features import FeatureExtractor
 
         extractor = extractor or FeatureExtractor.from_stack(self.stack, device=self.device)
-        return self.generate([extractor(p) for p in media_paths], questions, **kwargs)
+        errors: dict[str, str] = {}
+        feats = extractor.extract_many(media_paths, progress=False, errors=errors)
+        readable = [i for i, f in enumerate(feats) if f is not None]
+        answered = self.generate([feats[i] for i in readable], [questions[i] for i in readable],
+                                 require_face=require_face, paths=[media_paths[i] for i in readable],
+                                 **kwargs) if readable else []
+        answers = [unreadable(p, errors.get(str(p), "could not be read")) for p in media_paths]
+        for i, a in zip(readable, answered):
+            answers[i] = a
+        return answers
 
     @property
     def device(self) -> torch.device:
