@@ -2,9 +2,10 @@
 the ratio to a plain transformers+peft LoRA step, and FaceXFormer's Swin against torchvision's.
 
     python benchmarks/gpu_paper_stack.py                 # one H100/H200, a few minutes
+    python benchmarks/gpu_paper_stack.py --vision eva_g  # EVA-G (LLaMA-VID's tower, ~1B RANDOM params) instead of CLIP
     python benchmarks/gpu_paper_stack.py --tiny          # tiny configs on the CPU (checks the code path only)
 
-Prints: build time; encoders' frames/s (CLIP ViT-L/14 + FaceXFormer-B); EmoLlama LoRA step time, tokens/s,
+Prints: build time; encoders' frames/s (CLIP ViT-L/14 or EVA-G, + FaceXFormer-B); EmoLlama LoRA step time, tokens/s,
 achieved TFLOP/s against the ~4*N*T FLOPs per step of an N-parameter LLM on T tokens (LoRA: forward 2NT,
 backward through activations 2NT; the frozen weights get no gradients); peak memory and the expected-memory
 estimate; the same numbers for `peft` on the same LLM and tokens (input ids, labels on the answer tokens);
@@ -21,14 +22,15 @@ import time
 import torch
 
 
-def build(tiny: bool, device: torch.device, dtype: torch.dtype):
+def build(tiny: bool, device: torch.device, dtype: torch.dtype, vision_kind: str = "clip"):
     from transformers import CLIPVisionConfig, LlamaConfig, LlamaForCausalLM
 
     from emo_llama.expert.facexformer import FaceXFormerConfig, FaceXFormerExpert, FaceXFormerNet
     from emo_llama.model import EmoLlama, EmoLlamaConfig
+    from emo_llama.model.eva_vit import EVAViTConfig
     from emo_llama.model.llm import byte_tokenizer, with_conversation_format
     from emo_llama.model.stacks import Stack, qformer_from_bert
-    from emo_llama.model.vision import CLIPVision
+    from emo_llama.model.vision import CLIPVision, EVAVision
 
     tok = with_conversation_format(byte_tokenizer("vicuna"))
     if tiny:
@@ -39,6 +41,7 @@ def build(tiny: bool, device: torch.device, dtype: torch.dtype):
         bert = {"vocab_size": 512, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
                 "max_position_embeddings": 512}
         fxf, layers = FaceXFormerConfig.tiny(), 2
+        eva = EVAViTConfig.tiny(width=32)
     else:  # Vicuna-7B / CLIP ViT-L/14 / BERT-base shapes
         llm_cfg = LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                               num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
@@ -47,15 +50,19 @@ def build(tiny: bool, device: torch.device, dtype: torch.dtype):
         bert = {"vocab_size": 30522, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
                 "max_position_embeddings": 512}
         fxf, layers = FaceXFormerConfig(), 12
+        eva = EVAViTConfig()  # EVA-CLIP ViT-g/14 as LLaMA-VID builds it: 39 blocks, 1408-d, 257 tokens
     with torch.device(device):
         llm = LlamaForCausalLM(llm_cfg).to(dtype)
-        vision = CLIPVision(config=clip).to(dtype).freeze()
+        if vision_kind == "eva_g":  # RANDOM weights (no download)
+            vision = EVAVision.random(eva).to(dtype).freeze()
+        else:
+            vision = CLIPVision(config=clip).to(dtype).freeze()
         expert = FaceXFormerExpert(net=FaceXFormerNet(fxf))
-        qformer, _ = qformer_from_bert(None, bert, clip.hidden_size, layers, 2, dropout=0.0)
-    stack = Stack("paper", vision, expert, clip.hidden_size, expert.token_dim, expert.grid, qformer, tok, set(),
+        qformer, _ = qformer_from_bert(None, bert, vision.token_dim, layers, 2, dropout=0.0)
+    stack = Stack("paper", vision, expert, vision.token_dim, expert.token_dim, expert.grid, qformer, tok, set(),
                   llm, tok, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), dtype)
     model = EmoLlama(EmoLlamaConfig(stack="paper", lora_r=128 if not tiny else 8, lora_alpha=256 if not tiny else 16,
-                                    lora_dropout=0.0), stack).to(device)
+                                    lora_dropout=0.0, vision_cls_token=vision.has_cls), stack).to(device)
     return model
 
 
@@ -130,6 +137,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--no-checkpointing", action="store_true")
+    parser.add_argument("--vision", choices=("clip", "eva_g"), default="clip",
+                        help="vision encoder at full size with random weights: CLIP ViT-L/14 or EVA-G (LLaMA-VID's)")
     args = parser.parse_args()
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     if device.type == "cpu" and not args.tiny:
@@ -138,11 +147,12 @@ def main() -> None:
     batch, steps = (2, 2) if args.tiny else (args.batch, args.steps)
     t0 = time.perf_counter()
     torch.manual_seed(0)
-    model = build(args.tiny, device, dtype)
-    print(f"built the paper stack (random weights) in {time.perf_counter() - t0:.1f} s on {device}")
+    model = build(args.tiny, device, dtype, args.vision)
+    print(f"built the paper stack with {args.vision} (RANDOM weights) in {time.perf_counter() - t0:.1f} s on {device}")
     print(model.format_trainable_table())
     feats, fps = media_features(model, 8, device)
-    print(f"encoders (vision + FaceXFormer) on 8 random frames: {fps:.1f} frames/s")
+    print(f"encoders ({args.vision} -> {tuple(feats.vision_tokens.shape[1:])} tokens per frame, + FaceXFormer) "
+          f"on 8 random frames: {fps:.1f} frames/s")
     base = model.llm.get_base_model()
     checkpointing = not args.no_checkpointing
     if checkpointing:

@@ -106,7 +106,7 @@ class FeatureExtractor:
     def from_stack(cls, stack, **kwargs) -> FeatureExtractor:
         if stack.vision is None or stack.expert is None:
             raise ValueError("this stack was built with encoders=False; it cannot extract features")
-        return cls(stack.vision, stack.expert, stack.name, **kwargs)
+        return cls(stack.vision, stack.expert, stack.options.get("feature_name", stack.name), **kwargs)
 
     def settings(self) -> dict:
         return {"stack": self.stack_name, "fps": self.fps, "max_frames": self.max_frames, "margin": self.margin,

@@ -195,3 +195,96 @@ def test_paper_stack_with_llamavid_trains_a_step_and_stops_at_end_of_turn(folder
                                  pad_token_id=model.tokenizer.pad_token_id)
     assert model.tokenizer.eos_token == "</s>" and out.shape[1] == 1 and int(out[0, 0]) == 0
     assert model.generate(feats, ["What emotion?"], max_new_tokens=3) == [""]
+
+
+@pytest.fixture(scope="module")
+def folders_with_tower(folders, tmp_path_factory):
+    """The same synthetic LLaMA-VID checkpoint plus a tiny EVA-G tower under `model.vision_tower.vision_tower.`
+    (LAVIS key names, as LLaMA-VID's DeepSpeed save would write it)."""
+    from safetensors.torch import save_file
+    from test_eva_vit import lavis_state  # tests/ is on sys.path (pytest prepend import mode)
+
+    from emo_llama.model.eva_vit import EVAViTConfig
+
+    ckpt, bert, state = folders
+    tower = lavis_state(EVAViTConfig.tiny(width=VISION), blocks=2, seed=5)
+    root = tmp_path_factory.mktemp("llamavid-tower") / "llama-vid-tiny"
+    root.mkdir()
+    for f in ckpt.iterdir():
+        if f.suffix != ".safetensors":
+            (root / f.name).write_bytes(f.read_bytes())
+    full = state | {"model.vision_tower.vision_tower." + k: v for k, v in tower.items()}
+    save_file({k: v.contiguous() for k, v in full.items()}, str(root / "model.safetensors"))
+    return root, bert, state, tower
+
+
+def test_llamavid_defaults_to_eva_g_filled_from_its_own_tower(folders_with_tower):
+    ckpt, bert, _, tower = folders_with_tower
+    stack = get_stack("paper", tiny_configs=True, llamavid_path=str(ckpt), qformer_bert=str(bert),
+                      tiny_vision_dim=VISION)
+    assert stack.options["vision"] == "eva_g" and stack.vision.has_cls
+    assert stack.config_overrides["vision_cls_token"] is True and stack.options["feature_name"] == "paper-eva_g"
+    own = stack.vision.net.state_dict()
+    assert set(own) == set(tower) and all(torch.equal(own[k], tower[k]) for k in tower)   # strict, every key
+    assert not any(p.requires_grad for p in stack.vision.parameters())
+    with pytest.raises(KeyError, match="mystery"):   # a bad tower key is named
+        from emo_llama.model.vision import EVAVision
+        EVAVision.from_state(tower | {"blocks.0.mystery": torch.zeros(1)}, stack.vision.net.cfg)
+    with pytest.raises(ValueError, match="eva_g"):   # CLIP with LLaMA-VID stops, naming the fix
+        get_stack("paper", tiny_configs=True, encoders=False, llamavid_path=str(ckpt), qformer_bert=str(bert),
+                  vision="clip", tiny_vision_dim=VISION + 8)
+
+
+def test_eva_g_paper_stack_routes_cls_trains_a_step_and_answers(folders_with_tower):
+    ckpt, bert, s, _ = folders_with_tower
+    stack = get_stack("paper", tiny_configs=True, llamavid_path=str(ckpt), qformer_bert=str(bert),
+                      tiny_vision_dim=VISION)
+    model = EmoLlama(EmoLlamaConfig(stack="paper", **SMALL), stack)
+    assert model.config.vision_cls_token
+    images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        tokens = stack.vision(images)
+        face = stack.expert(images)
+    assert tokens.shape == (2, 5, VISION)                       # CLS + 2x2 patches of the tiny 28 px EVA
+    feats = synthetic_features(0, 1, frames=2, vision_tokens=5, vision_dim=VISION, face_grid=stack.face_grid,
+                               face_dim=stack.face_dim)
+    feats.vision_tokens, feats.face_tokens = tokens, face.face_tokens.float()
+    feats.landmarks_68, feats.au_masks = face.landmarks_68.float(), face.au_masks()
+    # Eq. 2 as LLaMA-VID computes it: the Q-Former reads vlm_att_ln of all 5 tokens, the values are the 4 patches
+    agg = model.clue_aggregator
+    enc = model.qformer_tokenizer(["what emotion ?"] * 2, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        context = agg(tokens, None, enc["input_ids"], enc["attention_mask"], patch_tokens=tokens[:, 1:])
+        q = agg.query_states(tokens, None, enc["input_ids"], enc["attention_mask"])
+        text_q = q @ s["model.vlm_att_projector.weight"].T + s["model.vlm_att_projector.bias"]
+        v = tokens[:, 1:]
+        k = v @ s["model.vlm_att_key_projector.weight"].T + s["model.vlm_att_key_projector.bias"]
+        pooled = ((text_q @ k.transpose(-1, -2) / math.sqrt(VISION)).softmax(-1) @ v).mean(1)
+        expected = pooled @ s["model.vlm_att_val_projector.weight"].T + s["model.vlm_att_val_projector.bias"]
+        with_cls = agg(tokens, None, enc["input_ids"], enc["attention_mask"])
+    torch.testing.assert_close(context, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(with_cls, expected, atol=1e-4)   # the CLS row would change it
+    batch = model.make_batch([feats], [[("What emotion?", "a")]])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    before = model.face_info_mining.vision_in.weight.detach().clone()
+    loss = model(batch)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and not torch.equal(before, model.face_info_mining.vision_in.weight)
+    answers = model.generate([feats], ["What emotion?"], max_new_tokens=3)
+    assert len(answers) == 1 and isinstance(answers[0], str)
+
+
+def test_qformer_memory_is_normed_also_with_face_tokens(folders):
+    model = build(folders)
+    agg = model.clue_aggregator
+    g = torch.Generator().manual_seed(6)
+    vision, face = torch.randn(1, 5, VISION, generator=g) * 3 + 1, torch.randn(1, 4, 16, generator=g)
+    enc = model.qformer_tokenizer(["what emotion ?"], return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    with torch.no_grad():
+        got = agg.query_states(vision, face, ids, mask)
+        memory = torch.cat([agg.vision_norm(vision), agg.face_to_vision(face)], dim=1)
+        want = agg.qformer(input_ids=ids, attention_mask=torch.cat([torch.ones(1, 32, dtype=mask.dtype), mask], 1),
+                           query_embeds=agg.queries, encoder_hidden_states=memory).last_hidden_state[:, :32]
+    torch.testing.assert_close(got, want)

@@ -69,7 +69,7 @@ class ClueAggregator(nn.Module):
         """The M instruction-aware query outputs Q_t (F, M, hidden)."""
         memory = self.vision_norm(vision_tokens) if self.vision_norm is not None else vision_tokens
         if self.face_to_vision is not None and face_tokens is not None:
-            memory = torch.cat([vision_tokens, self.face_to_vision(face_tokens)], dim=1)
+            memory = torch.cat([memory, self.face_to_vision(face_tokens)], dim=1)
         frames = vision_tokens.shape[0]
         queries = self.queries.expand(frames, -1, -1)
         query_mask = torch.ones(frames, self.num_queries, dtype=instruction_mask.dtype, device=instruction_mask.device)
@@ -82,9 +82,12 @@ class ClueAggregator(nn.Module):
         return out.last_hidden_state[:, : self.num_queries]
 
     def forward(self, vision_tokens: torch.Tensor, face_tokens: torch.Tensor | None,
-                instruction_ids: torch.Tensor, instruction_mask: torch.Tensor) -> torch.Tensor:
+                instruction_ids: torch.Tensor, instruction_mask: torch.Tensor,
+                patch_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """`patch_tokens`: the visual tokens Eq. 2 attends over when they differ from the Q-Former's memory
+        (LLaMA-VID with EVA-G: the Q-Former reads CLS + patches, Eq. 2 the patches alone)."""
         queries = self.query_states(vision_tokens, face_tokens, instruction_ids, instruction_mask)
-        return self.context(queries, vision_tokens)
+        return self.context(queries, vision_tokens if patch_tokens is None else patch_tokens)
 
 
 def qformer_trainable_names(qformer: nn.Module, pretrained_keys: set[str]) -> list[str]:

@@ -71,6 +71,8 @@ class EmoLlamaConfig:
     qformer_vision_norm: bool = False   # LayerNorm on the visual tokens the Q-Former reads (vlm_att_ln)
     context_projector: str = "mlp"      # "mlp" (MLP^T) | "none" (Eq. 2's V already maps into the LLM)
     standardise_features: bool = True   # z-score frozen vision/face features (off for pretrained projectors)
+    vision_cls_token: bool = False      # first visual token is a CLS (EVA-G): the Q-Former reads all tokens,
+                                        # Eq. 2's values and FIM the patch tokens only (LLaMA-VID)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -135,8 +137,10 @@ class EmoLlama(nn.Module):
         """(F, tokens_per_frame, D): per frame [context, visual, landmark] in the LLM's embedding space."""
         vision = self.vision_standardise(feats["vision_tokens"])
         face = self.face_standardise(feats["face_tokens"]) if self.config.use_face_embedding else None
-        context = self.clue_aggregator(vision, face, feats["instruction_ids"], feats["instruction_mask"])
-        visual = self.face_info_mining(vision, face, feats["au_masks"])
+        patches = vision[:, 1:] if self.config.vision_cls_token else vision   # CLS dropped (LLaMA-VID)
+        context = self.clue_aggregator(vision, face, feats["instruction_ids"], feats["instruction_mask"],
+                                       patch_tokens=patches)
+        visual = self.face_info_mining(patches, face, feats["au_masks"])
         tokens = [self.context_projector(context), self.visual_projector(visual)]
         if self.landmark_encoder is not None:
             tokens.append(self.landmark_encoder(feats["landmarks_68"]))

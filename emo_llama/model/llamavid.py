@@ -17,7 +17,13 @@ value projector already maps into the LLM's space.
 The Q-Former's BERT config is read off the tensors' shapes (heads: hidden / 64, BERT's convention, unless
 given), so no hub access is needed for it; its WordPiece tokenizer comes from `qformer_bert` (a local
 bert-base-uncased folder, or a hub id), plus LLaMA-VID's added `[DEC]` token (vocabulary 30523).
-The vision tower is not in the checkpoint: LLaMA-VID's projectors expect 1408-d EVA-G tokens.
+LLaMA-VID's vision-side weights (`vlm_att_ln`, the key projector, `mm_projector.0`, the Q-Former's cross-attention
+keys/values) expect EVA-G's 1408-d tokens (`emo_llama.model.eva_vit`, the paper stack's `vision="eva_g"`).
+LLaMA-VID's own loader takes EVA-G from LAVIS's `eva_vit_g.pth`; a checkpoint saved by its DeepSpeed trainer can
+also carry the tower under `model.vision_tower.vision_tower.` (LAVIS key names): those tensors are returned as
+`vision_state` (whether the released checkpoints carry them was not checked).
+
+Verified only with tiny synthetic checkpoints written in this key layout (`tests/test_llamavid.py`).
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from pathlib import Path
 
 import torch
 
+from emo_llama.model.eva_vit import LLAMAVID_TOWER_PREFIX
+
 PREFIX = "model."
 BERT = "model.vlm_att_encoder.bert."
 LLM_PREFIXES = ("model.embed_tokens.", "model.layers.", "model.norm.", "lm_head.")
-SKIPPED_PREFIXES = ("model.vision_tower.",)   # EVA-G, when a checkpoint carries it: not used here
+TOWER_PREFIX = LLAMAVID_TOWER_PREFIX   # EVA-G, when a checkpoint carries it (LAVIS key names)
 
 # EmoLlama name <- LLaMA-VID name (without the `model.` prefix)
 HEAD_MAP = {
@@ -63,9 +71,10 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"no *.safetensors or *.bin weight files in {path}")
     state: dict[str, torch.Tensor] = {}
     for f in files:
-        part = load_file(str(f)) if f.suffix == ".safetensors" else torch.load(f, map_location="cpu",
-                                                                                weights_only=True)
-        state.update(part)
+        if f.suffix == ".safetensors":
+            state.update(load_file(str(f)))
+        else:
+            state.update(torch.load(f, map_location="cpu", weights_only=True))
     return state
 
 
@@ -101,8 +110,8 @@ def qformer_config(state: dict[str, torch.Tensor], vision_dim: int, heads: int |
     if kv_in != vision_dim:
         raise ValueError(
             f"the LLaMA-VID Q-Former cross-attends to {kv_in}-d visual tokens but the vision encoder gives "
-            f"{vision_dim}-d ones: LLaMA-VID's vision-side weights need its EVA-G tower (1408-d), which this "
-            "repository does not implement; use a vision encoder of that width or leave `llamavid_path` unset")
+            f"{vision_dim}-d ones: LLaMA-VID's vision-side weights need its EVA-G tower ({kv_in}-d): use the "
+            "paper stack's `vision=\"eva_g\"` (the default with `llamavid_path`) or leave `llamavid_path` unset")
     return InstructBlipQFormerConfig(
         vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads or max(1, hidden // 64),
         intermediate_size=state["encoder.layer.0.intermediate.dense.weight"].shape[0],
@@ -114,7 +123,8 @@ def qformer_config(state: dict[str, torch.Tensor], vision_dim: int, heads: int |
 def load_llamavid(path: str | Path, vision_dim: int, qformer_heads: int | None = None,
                   llm_dtype: torch.dtype = torch.float32) -> dict:
     """Read a LLaMA-VID checkpoint strictly. Returns qformer, qformer_pretrained, init_state (EmoLlama names),
-    llm (LlamaForCausalLM, weights filled), and the config overrides EmoLlama needs to host these weights."""
+    llm (LlamaForCausalLM, weights filled), the config overrides EmoLlama needs to host these weights, and
+    vision_state: the EVA-G tensors under `model.vision_tower.vision_tower.` in LAVIS key names ({} if none)."""
     from transformers import InstructBlipQFormerModel
 
     state = read_state(path)
@@ -131,10 +141,9 @@ def load_llamavid(path: str | Path, vision_dim: int, qformer_heads: int | None =
         used.add(PREFIX + theirs)
     llm_state = {k: v for k, v in state.items() if k.startswith(LLM_PREFIXES)}
     used |= set(llm_state)
-    skipped = {k for k in state if k.startswith(SKIPPED_PREFIXES)}
-    if skipped:
-        print(f"LLaMA-VID checkpoint: {len(skipped)} vision-tower tensors not used (EVA-G is not implemented)")
-    unexpected = sorted(set(state) - used - skipped)
+    tower = {k: v for k, v in state.items() if k.startswith(TOWER_PREFIX)}
+    used |= set(tower)
+    unexpected = sorted(set(state) - used)
     if unexpected:
         raise KeyError(f"LLaMA-VID checkpoint {path}: {len(unexpected)} unexpected keys {unexpected[:6]}")
     llm = build_llm(Path(path), llm_state, llm_dtype)
@@ -144,8 +153,9 @@ def load_llamavid(path: str | Path, vision_dim: int, qformer_heads: int | None =
                  "context_key_dim": key_dim, "qformer_vision_norm": True, "context_projector": "none",
                  "fim_dim": init_state["visual_projector.0.weight"].shape[1], "match_embedding_scale": False,
                  "standardise_features": False}
+    vision_state = {k[len(TOWER_PREFIX):]: v for k, v in tower.items()}
     return {"qformer": qformer, "qformer_pretrained": pretrained, "init_state": init_state, "llm": llm,
-            "config_overrides": overrides}
+            "config_overrides": overrides, "vision_state": vision_state}
 
 
 def build_llm(folder: Path, llm_state: dict[str, torch.Tensor], dtype: torch.dtype):

@@ -175,31 +175,49 @@ def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attentio
 
 
 @register("paper")
-def paper_stack(vision_path: str = "openai/clip-vit-large-patch14", llm_path: str = "lmsys/vicuna-7b-v1.5",
+def paper_stack(vision_path: str | None = None, llm_path: str = "lmsys/vicuna-7b-v1.5",
                 expert: str = "facexformer", expert_path: str | None = None, llamavid_path: str | None = None,
                 qformer_bert: str = "bert-base-uncased", dtype: str = "bfloat16", tiny_configs: bool = False,
-                encoders: bool = True, tiny_vision_dim: int = 32, **_) -> Stack:
-    """CLIP ViT-L/14 + FaceXFormer + Q-Former + Vicuna-7B, or LLaMA-VID-7B's Q-Former/projectors/LLM (GPU).
+                encoders: bool = True, tiny_vision_dim: int = 32, vision: str | None = None, **_) -> Stack:
+    """CLIP ViT-L/14 or EVA-G + FaceXFormer + Q-Former + Vicuna-7B, or LLaMA-VID-7B's Q-Former/projectors/LLM (GPU).
 
+    `vision`: "clip" (CLIP ViT-L/14, patch tokens of the penultimate layer) or "eva_g" (EVA-CLIP ViT-g/14 as
+    LLaMA-VID uses it: CLS + 256 patch tokens, 1408-d, `emo_llama.model.eva_vit`); default "eva_g" when
+    `llamavid_path` is given (its vision-side weights need EVA-G's tokens), else "clip".
     Every `*_path` is a local folder/file or a hub id (hub ids need the network unless cached):
-    `vision_path` CLIP vision tower; `llm_path` the LLM (ignored when `llamavid_path` is given);
+    `vision_path` the CLIP vision tower (default openai/clip-vit-large-patch14), or for EVA-G LAVIS's
+    `eva_vit_g.pth` (optional when the LLaMA-VID checkpoint carries `model.vision_tower.vision_tower.*`);
+    `llm_path` the LLM (ignored when `llamavid_path` is given);
     `expert_path` FaceXFormer's `model.pt`; `llamavid_path` a LLaMA-VID checkpoint folder, which then fills
     the Q-Former, Eq. 2's projectors, the content projector and the LLM (`emo_llama.model.llamavid`);
     `qformer_bert` bert-base-uncased's folder (tokenizer; also the weights when there is no LLaMA-VID).
     The facial expert is loaded first, so a missing checkpoint stops before any 7B load.
 
     `tiny_configs=True` builds the same model classes with tiny random configs (tests, no download);
-    `llamavid_path`/`expert_path` then point at synthetic tiny checkpoints in the official layouts.
+    `llamavid_path`/`expert_path`/`vision_path` then point at synthetic tiny checkpoints in the official layouts.
     """
+    vision = vision or ("eva_g" if llamavid_path else "clip")
+    if vision not in ("clip", "eva_g"):
+        raise ValueError(f"paper stack: vision {vision!r} is not one of 'clip', 'eva_g'")
     torch_dtype = getattr(torch, dtype) if not tiny_configs else torch.float32
     lora = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    options = {"vision_path": vision_path, "llm_path": llm_path, "expert": expert, "expert_path": expert_path,
-               "llamavid_path": llamavid_path, "qformer_bert": qformer_bert, "dtype": dtype,
-               "tiny_configs": tiny_configs, "tiny_vision_dim": tiny_vision_dim}
+    options = {"vision": vision, "vision_path": vision_path, "llm_path": llm_path, "expert": expert,
+               "expert_path": expert_path, "llamavid_path": llamavid_path, "qformer_bert": qformer_bert,
+               "dtype": dtype, "tiny_configs": tiny_configs, "tiny_vision_dim": tiny_vision_dim}
     face = _paper_expert(expert, expert_path, tiny_configs) if encoders else None
     face_dim = face.token_dim if face is not None else (TINY_FACE_DIM if tiny_configs else 256)
     face_grid = tuple(face.grid) if face is not None else (TINY_FACE_GRID if tiny_configs else (7, 7))
-    if tiny_configs:
+    encoder, eva_config = None, None
+    if vision == "eva_g":
+        from emo_llama.model.eva_vit import EVAViTConfig
+
+        eva_config = EVAViTConfig.tiny(width=tiny_vision_dim) if tiny_configs else EVAViTConfig()
+        vision_dim = eva_config.width
+        if encoders and not tiny_configs and not llamavid_path and not vision_path:
+            _eva_encoder(eva_config, None, {}, None, False, torch_dtype)   # stops here, before any 7B load
+        if encoders and vision_path and not Path(vision_path).expanduser().exists():
+            raise FileNotFoundError(f"EVA-G weights not found at {vision_path}: LAVIS's eva_vit_g.pth is expected")
+    elif tiny_configs:
         from transformers import CLIPVisionConfig
 
         clip = CLIPVisionConfig(hidden_size=tiny_vision_dim, intermediate_size=64, num_hidden_layers=2,
@@ -207,18 +225,21 @@ def paper_stack(vision_path: str = "openai/clip-vit-large-patch14", llm_path: st
         encoder = vision_lib.CLIPVision(config=clip) if encoders else None
         vision_dim = tiny_vision_dim
     else:
-        encoder = vision_lib.CLIPVision(vision_path, dtype=torch_dtype) if encoders else None
+        encoder = (vision_lib.CLIPVision(vision_path or "openai/clip-vit-large-patch14", dtype=torch_dtype)
+                   if encoders else None)
         vision_dim = encoder.token_dim if encoder is not None else 1024
     extra: dict = {}
+    tower_state: dict = {}
     if llamavid_path:
         from emo_llama.model import llamavid
 
         parts = llamavid.load_llamavid(llamavid_path, vision_dim, 4 if tiny_configs else None, torch_dtype)
         qformer, pretrained, model = parts["qformer"], parts["qformer_pretrained"], parts["llm"]
+        tower_state = parts["vision_state"]
         vocab = qformer.config.vocab_size
         qtok = llamavid.qformer_tokenizer(qformer_bert, vocab)
         tok = llm_lib.load_tokenizer(llamavid_path)
-        extra = {"init_state": parts["init_state"], "config_overrides": parts["config_overrides"]}
+        extra = {"init_state": parts["init_state"], "config_overrides": dict(parts["config_overrides"])}
     elif tiny_configs:
         from transformers import BertConfig, BertModel
 
@@ -236,8 +257,34 @@ def paper_stack(vision_path: str = "openai/clip-vit-large-patch14", llm_path: st
         qformer, pretrained = qformer_from_bert(bert.state_dict(), bert.config.to_dict(), vision_dim, 12, 2)
         qtok = AutoTokenizer.from_pretrained(qformer_bert)
         model, tok = llm_lib.load_causal_lm(llm_path, dtype=torch_dtype)
+    if vision == "eva_g":
+        if encoders:
+            encoder = _eva_encoder(eva_config, vision_path, tower_state, llamavid_path, tiny_configs, torch_dtype)
+        # CLS first: the Q-Former reads it, Eq. 2's values and FIM use the patches (LLaMA-VID)
+        extra.setdefault("config_overrides", {})["vision_cls_token"] = True
+        options["feature_name"] = "paper-eva_g"   # its own feature cache (257 x 1408 tokens, not CLIP's)
     return Stack("paper", _freeze(encoder), face, vision_dim, face_dim, face_grid, qformer, qtok, pretrained,
                  model, tok, lora, torch_dtype, options, **extra)
+
+
+def _eva_encoder(config, vision_path: str | None, tower_state: dict, llamavid_path: str | None, tiny: bool,
+                 dtype: torch.dtype) -> nn.Module:
+    """EVA-G from `vision_path` (LAVIS's eva_vit_g.pth), else from the LLaMA-VID checkpoint's own tower, else
+    random when tiny; every load strict (`emo_llama.model.eva_vit.fit_state`)."""
+    from emo_llama.model import eva_vit
+
+    if vision_path:
+        return vision_lib.EVAVision.from_state(eva_vit.read_state(vision_path), config, dtype, str(vision_path))
+    if tower_state:
+        return vision_lib.EVAVision.from_state(tower_state, config, dtype,
+                                               f"{llamavid_path} (model.vision_tower.vision_tower.*)")
+    if tiny:
+        return vision_lib.EVAVision.random(config)
+    where = f"the LLaMA-VID checkpoint {llamavid_path} carries no model.vision_tower.vision_tower.* tensors; " \
+        if llamavid_path else ""
+    raise FileNotFoundError(
+        f"EVA-G weights: {where}download LAVIS's eva_vit_g.pth (https://storage.googleapis.com/sfr-vision-"
+        "language-research/LAVIS/models/BLIP2/eva_vit_g.pth, as LLaMA-VID does) and pass its path as `vision_path`")
 
 
 def _paper_expert(name: str, path: str | None, tiny: bool) -> nn.Module:

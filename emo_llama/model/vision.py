@@ -1,6 +1,8 @@
-"""General vision encoders that produce the visual tokens X^V (N x C): tiny ViT, EfficientNet-Lite0, CLIP.
+"""General vision encoders that produce the visual tokens X^V (N x C): tiny ViT, EfficientNet-Lite0, CLIP, EVA-G.
 
 Every encoder takes float images (B, 3, H, W) in [0, 1], resizes and normalises them itself, and is frozen.
+`has_cls` says whether the first token is a CLS token (EVA-G, as LLaMA-VID passes it on); the model then lets
+the Q-Former read it and uses the patch tokens alone elsewhere.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ class VisionEncoder(nn.Module):
     token_dim: int
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    interpolation: str = "bilinear"
+    has_cls: bool = False
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-2:] != (self.input_size, self.input_size):
-            images = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear",
+            images = F.interpolate(images, size=(self.input_size, self.input_size), mode=self.interpolation,
                                    align_corners=False, antialias=True)
         mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
@@ -102,3 +106,43 @@ class CLIPVision(VisionEncoder):
         pixels = self.prepare(images).to(self.model.dtype)
         out = self.model(pixel_values=pixels, output_hidden_states=True)
         return out.hidden_states[-2][:, 1:]
+
+
+class EVAVision(VisionEncoder):
+    """EVA-CLIP ViT-g/14 as LLaMA-VID uses it (`emo_llama.model.eva_vit`): 224 px -> CLS + 256 patch tokens of
+    EVA-CLIP's penultimate layer, 1408-d; CLIP mean/std, bicubic resize (LLaMA-VID's CLIP image processor)."""
+
+    mean = (0.48145466, 0.4578275, 0.40821073)
+    std = (0.26862954, 0.26130258, 0.27577711)
+    interpolation = "bicubic"
+    has_cls = True
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.input_size, self.token_dim = net.cfg.image_size, net.cfg.width
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], config=None, dtype: torch.dtype = torch.float32,
+                   source: str = "EVA-G checkpoint") -> EVAVision:
+        """Strictly from a state dict in LAVIS's key names (`eva_vit.read_state` / `eva_vit.tower_state`)."""
+        from emo_llama.model.eva_vit import load_eva
+
+        return cls(load_eva(state, config, dtype, source))
+
+    @classmethod
+    def random(cls, config, seed: int = 0) -> EVAVision:
+        """Random weights: tiny test configs, or a full-size benchmark (no download)."""
+        from emo_llama.model.eva_vit import EVAViT
+
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return cls(EVAViT(config))
+
+    @property
+    def num_tokens(self) -> int:
+        return self.net.cfg.num_tokens
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        dtype = self.net.cls_token.dtype
+        return self.net(self.prepare(images).to(dtype))
