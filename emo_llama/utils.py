@@ -73,3 +73,14 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "emo_llama").is_dir():
             return folder
     return here
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run a block with `n` torch threads, then restore the previous number."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
