@@ -2,7 +2,9 @@
 
 Data order is a pure function of (seed, epoch), so the step number is the whole sampler state.
 Optimizer and scheduler states are plain tensors/numbers: saved with torch.save, read with
-weights_only=True. Only the newest `keep` checkpoints are kept.
+weights_only=True. RNG states are plain JSON (Python's and NumPy's integer state vectors) and
+safetensors (torch's byte states): nothing is ever evaluated or unpickled. Only the newest `keep`
+checkpoints are kept.
 """
 
 from __future__ import annotations
@@ -10,24 +12,27 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 
 def rng_state() -> dict:
+    """Python's and NumPy's global RNG states as JSON-ready lists (torch's go to safetensors)."""
+    version, internal, gauss = random.getstate()
     np_state = np.random.get_state()  # noqa: NPY002  (the legacy global stream is what seeding touches)
     return {
-        "python": repr(random.getstate()),
+        "python": [version, list(internal), gauss],
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
     }
 
 
 def set_rng_state(state: dict, torch_state: dict[str, torch.Tensor]) -> None:
-    import ast
-
-    random.setstate(ast.literal_eval(state["python"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
     torch.set_rng_state(torch_state["cpu"])
@@ -36,10 +41,13 @@ def set_rng_state(state: dict, torch_state: dict[str, torch.Tensor]) -> None:
 
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, losses: list[float],
-                    rank: int = 0, keep: int = 1) -> Path:
-    """Write checkpoint-<step>/ (rank 0 writes weights and optimizer; every rank writes its RNG)."""
-    from safetensors.torch import save_file
+                    rank: int = 0, keep: int = 1, barrier: Callable[[], None] | None = None) -> Path:
+    """Write step-<step>/: rank 0 writes weights and optimizer, every rank its RNG streams.
 
+    In a run of several processes every process calls this with `barrier` (e.g.
+    `accelerator.wait_for_everyone`): the `complete` marker is written only after every process's files
+    are on disk, so an interrupted save is never resumed from.
+    """
     path = Path(folder) / f"step-{step:06d}"
     path.mkdir(parents=True, exist_ok=True)
     torch_rng = {"cpu": torch.get_rng_state()}
@@ -52,6 +60,9 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, losses
         torch.save(optimizer.state_dict(), path / "optimizer.pt")
         torch.save(scheduler.state_dict(), path / "scheduler.pt")
         (path / "trainer_state.json").write_text(json.dumps({"step": step, "train_loss": losses}))
+    if barrier is not None:
+        barrier()  # every process's state is on disk from here on
+    if rank == 0:
         (path / "complete").write_text("ok\n")  # written last: an interrupted save is never resumed from
         for old in sorted(Path(folder).glob("step-*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -64,8 +75,6 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> tuple[int, list[float]]:
-    from safetensors.torch import load_file
-
     model.load_trainable(path / "trainable.safetensors")
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))

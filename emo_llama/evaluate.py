@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
+from emo_llama.data import compute_metrics, parse_answer
+from emo_llama.model.answers import unreadable
 from emo_llama.progress import progress as progress_bar
 
 
@@ -19,9 +23,6 @@ def evaluate(model, media: Sequence, labels: Sequence[str], classes: Sequence[st
     gets no answer, is scored as wrong (unparseable) and is listed under `unreadable`. Samples where
     MTCNN found no face in any frame are answered (a dataset's samples are faces) and listed under `no_face`.
     """
-    from emo_llama.data import compute_metrics, parse_answer
-    from emo_llama.model.answers import unreadable
-
     model.eval()
     questions = [question] * len(media) if isinstance(question, str) else list(question)
     paths = [None] * len(media) if paths is None else [None if p is None else str(p) for p in paths]
@@ -64,9 +65,23 @@ def to_jsonable(metrics: dict) -> dict:
     return out
 
 
-def plot_confusion(metrics: dict, title: str = "", ax=None):
-    import matplotlib.pyplot as plt
+def unreadable_report(train_samples, test_samples, errors: dict[str, str]) -> dict:
+    """metrics.json's record of media that could not be read: how many, and each one's path and error."""
+    items = [{"path": str(s.media), "split": split, "error": errors[str(s.media)]}
+             for split, samples in (("train", train_samples), ("test", test_samples)) for s in samples
+             if str(s.media) in errors]
+    return {"count": len(items), "items": items}
 
+
+def no_face_report(bank: dict, train_samples, trained: dict, max_listed: int = 50) -> dict:
+    """Samples in which MTCNN found no face in any frame (their frames' centres were used), per split."""
+    train = sum(not bool(bank[str(s.media)].face_found.any()) for s in train_samples)
+    test = [d["path"] for d in trained["no_face"]]
+    return {"train": train, "test": len(test), "test_paths": test[:max_listed],
+            "test_frames_without_face": trained["frames_without_face"]}
+
+
+def plot_confusion(metrics: dict, title: str = "", ax=None):
     confusion = np.asarray(metrics["confusion"])
     classes = metrics["classes"]
     if ax is None:
@@ -91,8 +106,6 @@ def save_plots(out: str | Path, losses: Sequence[float], trained: dict) -> None:
     The figures are `matplotlib.figure.Figure` objects outside pyplot: saving them neither switches the
     backend nor leaves figures behind, so a notebook that calls this keeps showing its own figures inline.
     """
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(5, 3))
     ax = fig.subplots()
     ax.plot(range(1, len(losses) + 1), losses)

@@ -3,6 +3,15 @@
     python -m emo_llama.train --dataset mini --stack offline --max_steps 120
     accelerate launch --num_processes 2 -m emo_llama.train ...      # DDP (gloo on CPU, NCCL on GPU)
 
+`TrainConfig` is the one declaration of every user-facing parameter: the command line (one flag per field),
+notebook 05's parameters cell (`parameters_cell`, checked by tests/test_config_drift.py) and the model's
+`EmoLlamaConfig` (`TrainConfig.model_config`) derive from it.
+
+`run(cfg)` reads top to bottom as the paper's pipeline: load splits -> frozen features -> model ->
+zero-shot eval -> label-word alignment (ours) -> LoRA (Eq. 6) -> eval -> real-face check -> save.
+Where the equations live: Eq. 1-2 `model/clue_aggregator.py`, Eq. 3 `model/face_info_mining.py`,
+Eq. 4 (AGR) `prompts.agr_prompt`, Eq. 5 `model/projectors.py`, Eq. 6 `EmoLlama.forward`.
+
 Data order is a pure function of (seed, epoch): each optimizer step takes one global batch, split into
 `grad_accum` micro-steps x processes; so N processes at the same global batch see the same samples as
 one process, and a resumed run continues exactly where the checkpoint left off.
@@ -11,111 +20,116 @@ one process, and a resumed run continues exactly where the checkpoint left off.
 from __future__ import annotations
 
 import argparse
+import inspect
+import io
 import json
 import math
 import time
+import tokenize
 import typing
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from transformers import get_cosine_schedule_with_warmup
 
+from emo_llama.align import align_to_label_words
+from emo_llama.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from emo_llama.data import Sample, zero_shot_question
+from emo_llama.data.sampling import epoch_order
+from emo_llama.evaluate import evaluate, headline, no_face_report, save_plots, to_jsonable, unreadable_report
+from emo_llama.features import MediaFeatures, extract_splits
+from emo_llama.memory import check_fits
+from emo_llama.model import EmoLlama, EmoLlamaConfig
 from emo_llama.progress import progress as progress_bar
+from emo_llama.real_check import real_face_check
 from emo_llama.recipes import DEFAULT_RECIPE, PAPER_DEFAULTS, RECIPES, apply_recipe  # noqa: F401
-from emo_llama.train_data import (
-    TrainItem,
-    build_items,
-    category_question,
-    epoch_order,
-    item_weights,
-    load_splits,
-    synthetic_splits,
-)
-from emo_llama.utils import seed_everything
+from emo_llama.run_summary import summarise
+from emo_llama.train_data import TrainItem, build_items, category_question, item_weights, load_splits
+from emo_llama.utils import resolve_device, seed_everything
+
+STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert")  # -> stack_options
 
 
 @dataclass
 class TrainConfig:
     # data
     dataset: str = "mini"                  # mini | rafdb | affectnet | ferplus | dfew | ferv39k | mafw
-    data_root: str | None = None
-    fold: int = 1
-    instruction_types: tuple[str, ...] = ("category", "conversation")
+    data_root: str | None = None           # folder of a downloaded benchmark (unset: the default; mini needs none)
+    fold: int = 1                          # DFEW / MAFW / RAF-DB fold
+    instruction_types: tuple[str, ...] = ("category", "conversation")  # Tab. 6
     conversation_share: float = 0.1        # share of training draws that are conversations (rest: category)
     conversation_turns: int = 1            # turns per conversation (3 = the generator's full dialogue)
     choice_share: float = 0.0              # category questions ending with the zero-shot guard / "My choice is:"
     descriptive_text: bool = False         # Tab. 8: add the dataset's caption to category questions
-    resample: bool = True                  # Tab. 9: inverse-frequency sampling
+    resample: bool = True                  # Tab. 9: inverse-frequency sampling of category data
     max_frames: int = 8                    # video frames at 1 FPS
-    train_limit: int | None = None         # cap on training samples (smoke runs)
-    eval_limit: int | None = None          # cap on test samples
-    # model (EmoLlamaConfig fields)
-    stack: str = "offline"
-    fim_mode: str = "fim"
-    use_face_embedding: bool = True
-    use_landmarks: bool = True
-    use_agr: bool = True
-    lora_r: int = 16
+    train_limit: int | None = None         # cap on training samples (unset: all)
+    eval_limit: int | None = None          # cap on test samples (unset: the whole test split)
+    # model (EmoLlamaConfig fields of the same name; any other one through model_options)
+    stack: str = "offline"                 # tiny | offline | paper
+    fim_mode: str = "fim"                  # "fim" (Eq. 3) | "pool_concat" (Tab. 7)
+    use_face_embedding: bool = True        # Tab. 5: the facial expert's face tokens
+    use_landmarks: bool = True             # Tab. 5: the landmark token
+    use_agr: bool = True                   # Tab. 5: the AGR prompt
+    lora_r: int = 16                       # paper: 128
     lora_alpha: int | None = None          # None: 2 * lora_r
-    stack_options: dict = field(default_factory=dict)
+    stack_options: dict = field(default_factory=dict)  # get_stack keyword arguments (JSON on the command line)
     model_options: dict = field(default_factory=dict)  # any other EmoLlamaConfig field (dims, dropout)
+    # the paper stack's weights (stack_options keys; unset: the stack's default)
+    llm_path: str | None = None            # paper stack: LLM folder or hub id (unset: lmsys/vicuna-7b-v1.5)
+    vision_path: str | None = None         # paper stack: CLIP folder/hub id, or eva_vit_g.pth with llamavid_path
+    expert_path: str | None = None         # paper stack: FaceXFormer's model.pt
+    llamavid_path: str | None = None       # paper stack: LLaMA-VID-7B folder (Q-Former, projectors, LLM)
+    qformer_bert: str | None = None        # paper stack: bert-base-uncased folder (unset: the hub id)
     # optimisation
-    epochs: float = 1.0
-    max_steps: int = 150                   # > 0 overrides epochs (CPU default for mini: ~6 min on 2 cores)
+    epochs: float = 1.0                    # used when max_steps is 0 (paper: 1 epoch)
+    max_steps: int = 150                   # optimizer steps; > 0 overrides epochs (mini: ~6 min on 2 cores)
     batch_size: int = 4                    # global batch per optimizer step
-    grad_accum: int = 1
-    lr: float = 5e-4                       # LoRA (paper: 2e-4 over a whole epoch of 340k samples)
-    new_module_lr: float | None = 3e-3     # Q-Former/FIM/projectors when not frozen after alignment (None: = lr)
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    recipe: str = "auto"                   # cpu | paper | auto (paper for the paper stack, else cpu): RECIPES
+    grad_accum: int = 1                    # micro-steps per optimizer step
+    lr: float = 5e-4                       # LoRA learning rate (paper: 2e-4 over a whole epoch of 340k samples)
+    new_module_lr: float | None = 3e-3     # Q-Former/FIM/projectors when trained with LoRA (unset: the LoRA lr)
+    weight_decay: float = 0.0              # AdamW
+    warmup_ratio: float = 0.1              # linear warmup share of the steps, then cosine decay
+    max_grad_norm: float = 1.0             # gradient clipping (0: off)
+    recipe: str = "auto"                   # cpu | paper | auto (paper for the paper stack); values set here win
     gradient_checkpointing: bool = False   # recompute the LLM's activations in backward (paper recipe: on)
     check_memory: bool = True              # print expected memory, refuse runs that cannot fit the device
     # label-word alignment of the new modules before LoRA tuning (emo_llama.align; not in the paper)
-    align_steps: int = 100                 # 0: off (the paper, whose LLaMA-VID projectors come pre-aligned)
-    align_lr: float = 5e-3
-    align_batch_size: int = 16
-    freeze_after_align: bool = True        # LoRA stage keeps the aligned new modules fixed (no backward)
+    align_steps: int = 100                 # label-word alignment before LoRA (0: off, as in the paper)
+    align_lr: float = 5e-3                 # its learning rate
+    align_batch_size: int = 16             # its class-balanced batch
+    freeze_after_align: bool = True        # keep the aligned new modules fixed while LoRA trains (no backward)
     # evaluation
-    zero_shot: bool = True
+    zero_shot: bool = True                 # score the untrained model with the paper's zero-shot prompt first
     real_faces: bool = True                # end with the real-face check set (emo_llama.real_check)
-    eval_batch_size: int = 16
-    max_new_tokens: int = 12
+    eval_batch_size: int = 16              # answers generated per batch
+    max_new_tokens: int = 12               # answer length
     # bookkeeping
-    output_dir: str = "runs/05_train"
-    checkpoint_every: int = 0              # 0: only the final model
+    output_dir: str = "runs/05_train"      # adapter, metrics.json and plots go here
+    checkpoint_every: int = 0              # steps between checkpoints (0: only the final model)
     resume: bool = True                    # continue from output_dir/checkpoints if one exists
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-    stop_after: int | None = None          # stop (as if killed) after this many steps: resume tests
+    seed: int = 0                          # one seed for everything
+    device: str = "auto"                   # auto | cpu | cuda | mps
+    progress: bool = True                  # progress bars / lines
 
-    def model_config(self):
-        from emo_llama.model import EmoLlamaConfig
-
-        return EmoLlamaConfig(stack=self.stack, stack_options=dict(self.stack_options), fim_mode=self.fim_mode,
-                              use_face_embedding=self.use_face_embedding, use_landmarks=self.use_landmarks,
-                              use_agr=self.use_agr, lora_r=self.lora_r, lora_alpha=self.lora_alpha or 2 * self.lora_r,
-                              **self.model_options)
-
-
-# ----- the loop -------------------------------------------------------------------------------------
-
-def make_accelerator(device: str = "auto"):
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-
-    from emo_llama.utils import resolve_device
-
-    dev = resolve_device(device)
-    return Accelerator(cpu=dev.type == "cpu", mixed_precision="bf16" if dev.type == "cuda" else "no",
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    def model_config(self) -> EmoLlamaConfig:
+        """The model's config: the fields both dataclasses declare, the paper paths, then `model_options`."""
+        model_fields = {f.name for f in fields(EmoLlamaConfig)}
+        shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name in model_fields}
+        clash = sorted((set(self.model_options) & set(shared)) | (set(self.model_options) - model_fields))
+        if clash:
+            raise ValueError(f"model_options {clash}: not an EmoLlamaConfig field, or one TrainConfig sets itself")
+        paths = {k: getattr(self, k) for k in STACK_PATHS if getattr(self, k)}
+        shared |= {"stack_options": paths | dict(self.stack_options), "lora_alpha": self.lora_alpha or 2 * self.lora_r}
+        return EmoLlamaConfig(**shared, **self.model_options)
 
 
-def new_module_lr(cfg: TrainConfig) -> float:
-    """Learning rate of the new modules in the LoRA stage.
+def lora_stage_new_module_lr(cfg: TrainConfig) -> float:
+    """Learning rate of the new modules in the LoRA stage (`cfg.new_module_lr`, or 0.0 when frozen).
 
     After label-word alignment they are left as they are by default (0.0): on mini, training them on at
     3e-3 took their tokens' class-word probe from 0.73 to 0.50 within 150 steps (they learn the training
@@ -129,13 +143,20 @@ def new_module_lr(cfg: TrainConfig) -> float:
     return cfg.lr if cfg.new_module_lr is None else cfg.new_module_lr
 
 
+# ----- the loop -------------------------------------------------------------------------------------
+
+def make_accelerator(device: str = "auto") -> Accelerator:
+    dev = resolve_device(device)
+    return Accelerator(cpu=dev.type == "cpu", mixed_precision="bf16" if dev.type == "cuda" else "no",
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
 def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object], cfg: TrainConfig,
-               accelerator, output_dir: Path) -> dict:
-    """AdamW + warmup/cosine + grad accumulation + checkpoints; returns losses and timings."""
-    from transformers import get_cosine_schedule_with_warmup
+               accelerator, output_dir: Path, stop_after: int | None = None) -> dict:
+    """AdamW + warmup/cosine + grad accumulation + checkpoints; returns losses and timings.
 
-    from emo_llama.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-
+    stop_after: stop (as if killed) after this many steps; the resume tests use it.
+    """
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.batch_size % (world * cfg.grad_accum):
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by processes x grad_accum")
@@ -145,8 +166,8 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     params = [p for p in model.parameters() if p.requires_grad]
     lora = [p for p in model.llm.parameters() if p.requires_grad]
     new = model.new_module_parameters()
-    optimizer = torch.optim.AdamW([{"params": lora, "lr": cfg.lr},
-                                   {"params": new, "lr": new_module_lr(cfg)}],
+    new_lr = lora_stage_new_module_lr(cfg)
+    optimizer = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": new, "lr": new_lr}],
                                   lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
     ckpt_dir = output_dir / "checkpoints"
@@ -155,7 +176,7 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     if latest is not None:
         start, losses = load_checkpoint(latest, model, optimizer, scheduler, rank)
         accelerator.print(f"resumed from {latest} at step {start}")
-    model.new_modules_frozen = new_module_lr(cfg) == 0.0
+    model.new_modules_frozen = new_lr == 0.0
     ddp_model = accelerator.prepare_model(model)
     weights = item_weights(items, cfg.resample, cfg.conversation_share)
     log_path = output_dir / "train_log.jsonl"
@@ -196,9 +217,9 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
                                      "seconds": round(step_times[-1], 3)}) + "\n")
         done = step + 1
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
-            save_checkpoint(ckpt_dir, model, optimizer, scheduler, done, losses, rank)
-            accelerator.wait_for_everyone()
-        if cfg.stop_after is not None and done >= cfg.stop_after:
+            save_checkpoint(ckpt_dir, model, optimizer, scheduler, done, losses, rank,
+                            barrier=accelerator.wait_for_everyone)
+        if stop_after is not None and done >= stop_after:
             break
     model.eval()
     model.new_modules_frozen = False
@@ -207,42 +228,53 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
 
 # ----- the whole run --------------------------------------------------------------------------------
 
-def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dict:
-    """Features -> zero-shot eval -> label-word alignment -> LoRA training -> eval -> output_dir."""
-    from emo_llama.align import align_to_label_words
-    from emo_llama.checkpoint import latest_checkpoint
-    from emo_llama.data import zero_shot_question
-    from emo_llama.evaluate import evaluate, headline, save_plots, to_jsonable
-    from emo_llama.features import FeatureExtractor
-    from emo_llama.model import EmoLlama
-    from emo_llama.run_summary import summarise
+@dataclass
+class RunResult:
+    """What `run` returns: metrics.json's content, the trained model and what it was scored on."""
 
+    metrics: dict                          # as written to output_dir/metrics.json (empty on non-main processes)
+    model: EmoLlama                        # the trained model (also saved to output_dir/model)
+    features: dict[str, MediaFeatures]     # frozen features by media path (str), train and test
+    test_samples: list[Sample]             # the test split as scored
+    classes: tuple[str, ...]               # the class list the questions name
+    zero_shot: dict | None = None          # full zero-shot evaluation (answers, confusion, per class; main process)
+    trained: dict | None = None            # full evaluation after training (main process)
+    output_dir: Path = Path(".")           # metrics.json, eval_details.json, loss.png, confusion.png, model/
+
+    @property
+    def model_dir(self) -> Path:
+        return self.output_dir / "model"
+
+
+def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], None] = print,
+        stop_after: int | None = None) -> RunResult:
+    """Splits -> frozen features -> model -> zero-shot eval -> alignment -> LoRA -> eval -> real faces -> save.
+
+    stop_after: stop the LoRA loop (as if killed) after this many steps (resume tests).
+    """
     cfg = apply_recipe(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.device)
-    synthetic = cfg.dataset == "synthetic"
-    if synthetic:
-        classes, train_samples, test_samples, bank = synthetic_splits(cfg)
-    else:
-        classes, train_samples, test_samples = load_splits(cfg)
+    main = accelerator.is_main_process
+    show = cfg.progress and main
+    # 1. data: the splits (synthetic ones come with their features)
+    classes, train_samples, test_samples, bank = load_splits(cfg)
+    # 2. the model
     seed_everything(cfg.seed)
     model = model or EmoLlama(cfg.model_config())
     model.to(accelerator.device)
-    if accelerator.is_main_process:
+    if main:
         log(model.format_trainable_table())
+    # 3. frozen features, cached on disk (emo_llama.features); unreadable media are left out of training
     t0 = time.perf_counter()
-    errors: dict[str, str] = {}  # unreadable media: path -> why (counted and listed in metrics.json)
-    if not synthetic:
-        extractor = FeatureExtractor.from_stack(model.stack, max_frames=cfg.max_frames, device=accelerator.device)
+    extractor, errors = None, {}
+    if bank is None:
         with accelerator.main_process_first():  # rank 0 fills the disk cache, the others then read it
-            everything = train_samples + test_samples
-            feats = extractor.extract_many([s.media for s in everything],
-                                           progress=cfg.progress and accelerator.is_main_process, errors=errors,
-                                           desc="frozen features (cached on disk)")
-        bank = {str(s.media): f for s, f in zip(everything, feats) if f is not None}
+            extractor, bank, errors = extract_splits(model.stack, train_samples + test_samples, cfg.max_frames,
+                                                     accelerator.device, progress=show)
     unreadable = unreadable_report(train_samples, test_samples, errors)
-    if errors and accelerator.is_main_process:
+    if errors and main:
         log(f"{len(errors)} media file(s) could not be read and are left out of training / scored as wrong "
             f"(listed in metrics.json), e.g. {next(iter(errors.values()))}")
     train_samples = [s for s in train_samples if str(s.media) in bank]
@@ -250,59 +282,45 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
         raise ValueError(f"no training sample of {cfg.dataset} could be read; first error: "
                          f"{next(iter(errors.values()), 'none')}")
     feature_seconds = time.perf_counter() - t0
+    # 4. instruction items (emo_llama.train_data) and the feature standardisers
     items = build_items(train_samples, classes, cfg, lambda s: bank[str(s.media)].agr)
     model.fit_feature_statistics([bank[str(s.media)] for s in train_samples])
     test_media = [bank.get(str(s.media)) for s in test_samples]  # None: unreadable, scored as wrong
     kinds = [s.kind for s in test_samples]
-    labels = [s.label for s in test_samples]
 
     def score(desc: str, questions: list[str]) -> dict:
-        return evaluate(model, test_media, labels, classes, questions, cfg.eval_batch_size, cfg.max_new_tokens,
-                        cfg.progress, desc, paths=[s.media for s in test_samples], errors=errors)
+        return evaluate(model, test_media, [s.label for s in test_samples], classes, questions,
+                        cfg.eval_batch_size, cfg.max_new_tokens, cfg.progress, desc,
+                        paths=[s.media for s in test_samples], errors=errors)
 
-    # Zero-shot: the paper's prompt (question + class list + "PLEASE ENSURE ... 'My choice is: '").
-    zero = (score("zero-shot eval", [zero_shot_question(classes, k) for k in kinds])
-            if cfg.zero_shot and accelerator.is_main_process else None)
+    # 5. zero-shot: the paper's prompt (question + class list + "PLEASE ENSURE ... 'My choice is: '")
+    zero = score("zero-shot eval", [zero_shot_question(classes, k) for k in kinds]) if cfg.zero_shot and main else None
     accelerator.wait_for_everyone()
+    # 6. label-word alignment of the new modules (emo_llama.align; not in the paper)
     t0 = time.perf_counter()
-    align_losses, align_file = [], out / "align_loss.json"
-    # A resumed run's checkpoint already holds the aligned weights (and the RNG state after them).
-    resumed = cfg.resume and latest_checkpoint(out / "checkpoints") is not None
-    if cfg.align_steps and not resumed:
-        align_losses = align_to_label_words(
-            model, [bank[str(s.media)] for s in train_samples], [s.label for s in train_samples],
-            [category_question(classes, s.kind) for s in train_samples],
-            classes, cfg.align_steps, cfg.align_batch_size, cfg.align_lr, cfg.seed, accelerator.device,
-            progress=cfg.progress and accelerator.is_main_process)
-        if accelerator.is_main_process:
-            align_file.write_text(json.dumps(align_losses))
-    elif cfg.align_steps and align_file.exists():
-        align_losses = json.loads(align_file.read_text())  # so a resumed run's metrics.json keeps them
+    align_losses = align_stage(model, cfg, out, [bank[str(s.media)] for s in train_samples],
+                               [s.label for s in train_samples], [category_question(classes, s.kind)
+                                                                   for s in train_samples], classes, accelerator)
     align_seconds = time.perf_counter() - t0
+    # 7. LoRA instruction tuning (Eq. 6)
     if cfg.gradient_checkpointing:
         model.llm.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.check_memory and items:
-        from emo_llama.memory import check_fits
-
         per_device = max(1, cfg.batch_size // (accelerator.num_processes * cfg.grad_accum))
         probe = [items[i] for i in range(min(per_device, len(items)))]
         seq = model.make_batch([bank[i.media] for i in probe], [i.turns for i in probe])["input_ids"].shape[1]
-        check_fits(model, per_device, seq, cfg.gradient_checkpointing, accelerator.device,
-                   log=accelerator.print)
+        check_fits(model, per_device, seq, cfg.gradient_checkpointing, accelerator.device, log=accelerator.print)
     t0 = time.perf_counter()
-    result = train_loop(model, items, lambda m: bank[m], cfg, accelerator, out)
+    result = train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after=stop_after)
     train_seconds = time.perf_counter() - t0
-    metrics: dict = {}
-    if accelerator.is_main_process:
-        trained = score("trained eval", [category_question(classes, k) for k in kinds])
-        real = None
-        if cfg.real_faces and not synthetic:
-            from emo_llama.real_check import real_face_check
-
-            real = real_face_check(model, extractor, classes, lambda k: category_question(classes, k),
-                                   cfg.max_new_tokens)
-        model.save_pretrained(out / "model")
-        metrics = {
+    done = RunResult({}, model, bank, test_samples, tuple(classes), zero, None, out)
+    if main:
+        # 8. evaluation with the tuned question, 9. the real-face check, 10. outputs
+        done.trained = trained = score("trained eval", [category_question(classes, k) for k in kinds])
+        real = (real_face_check(model, extractor, classes, lambda k: category_question(classes, k),
+                                cfg.max_new_tokens) if cfg.real_faces and extractor is not None else None)
+        model.save_pretrained(done.model_dir)
+        done.metrics = {
             "dataset": cfg.dataset, "stack": cfg.stack, "steps": result["steps"],
             "train_seconds": round(train_seconds, 1), "feature_seconds": round(feature_seconds, 1),
             "align_seconds": round(align_seconds, 1), "align_loss": [round(x, 5) for x in align_losses],
@@ -313,34 +331,101 @@ def run(cfg: TrainConfig, model=None, log: Callable[[str], None] = print) -> dic
             "train_loss": [round(x, 5) for x in result["train_loss"]],
             "config": asdict(cfg),
         }
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (out / "metrics.json").write_text(json.dumps(done.metrics, indent=2))
         details = {"zero_shot": to_jsonable(zero) if zero else None, "trained": to_jsonable(trained)}
         (out / "eval_details.json").write_text(json.dumps(details, indent=2, default=str))
         save_plots(out, result["train_loss"], trained)
         log(summarise(out))
-        metrics["_zero_shot_full"], metrics["_trained_full"] = zero, trained
     accelerator.wait_for_everyone()
-    metrics["_model"], metrics["_bank"], metrics["_test_samples"] = model, bank, test_samples
-    return metrics
+    return done
 
 
-def unreadable_report(train_samples, test_samples, errors: dict[str, str]) -> dict:
-    """metrics.json's record of media that could not be read: how many, and each one's path and error."""
-    items = [{"path": str(s.media), "split": split, "error": errors[str(s.media)]}
-             for split, samples in (("train", train_samples), ("test", test_samples)) for s in samples
-             if str(s.media) in errors]
-    return {"count": len(items), "items": items}
+def align_stage(model, cfg: TrainConfig, out: Path, media: list, labels: list[str], questions: list[str],
+                classes, accelerator) -> list[float]:
+    """Label-word alignment, or, in a resumed run, its losses read back (the checkpoint holds its weights)."""
+    align_file = out / "align_loss.json"
+    resumed = cfg.resume and latest_checkpoint(out / "checkpoints") is not None
+    if cfg.align_steps and not resumed:
+        losses = align_to_label_words(model, media, labels, questions, classes, cfg.align_steps,
+                                      cfg.align_batch_size, cfg.align_lr, cfg.seed, accelerator.device,
+                                      progress=cfg.progress and accelerator.is_main_process)
+        if accelerator.is_main_process:
+            align_file.write_text(json.dumps(losses))
+        return losses
+    if cfg.align_steps and align_file.exists():
+        return json.loads(align_file.read_text())  # so a resumed run's metrics.json keeps them
+    return []
 
 
-def no_face_report(bank: dict, train_samples, trained: dict, max_listed: int = 50) -> dict:
-    """Samples in which MTCNN found no face in any frame (their frames' centres were used), per split."""
-    train = sum(not bool(bank[str(s.media)].face_found.any()) for s in train_samples)
-    test = [d["path"] for d in trained["no_face"]]
-    return {"train": train, "test": len(test), "test_paths": test[:max_listed],
-            "test_frames_without_face": trained["frames_without_face"]}
+# ----- the config's other faces: field comments, notebook 05's parameters cell, the command line -----
+
+def field_comments(cls=TrainConfig) -> dict[str, str]:
+    """The trailing comment of each field's line in the dataclass source (its documentation)."""
+    source = inspect.getsource(cls)
+    names = {f.name for f in fields(cls)}
+    comments, line_name = {}, {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names:
+            line_name.setdefault(tok.start[0], tok.string)
+        elif tok.type == tokenize.COMMENT and tok.start[0] in line_name:
+            comments[line_name[tok.start[0]]] = tok.string.lstrip("#").strip()
+    return comments
 
 
-# ----- command line: one flag per TrainConfig field -------------------------------------------------
+# Notebook 05's parameters: papermill passes plain values, so an unset optional field (None) is "" or 0 there
+# and a tuple is a comma-separated string. The cell is `parameters_cell()`'s text (tests/test_config_drift.py).
+NOTEBOOK_PARAMETERS = (
+    "dataset", "data_root", "fold", "stack", "recipe", *STACK_PATHS, "max_steps", "epochs", "batch_size", "lr",
+    "new_module_lr", "align_steps", "freeze_after_align", "lora_r", "fim_mode", "use_face_embedding",
+    "use_landmarks", "use_agr", "resample", "instruction_types", "conversation_share", "descriptive_text",
+    "train_limit", "eval_limit", "output_dir", "seed", "device",
+)
+
+
+def _notebook_value(kind, value) -> tuple[str, str]:
+    """(type name, Python literal) of a field's default as a notebook parameter."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) is tuple:
+        return "str", json.dumps(",".join(value))
+    base = args[0] if args else kind
+    if value is None:
+        value = {str: "", int: 0, float: 0.0}[base]
+    if base is str:
+        return "str", json.dumps(value)
+    text = repr(value)
+    if base is float and value and abs(value) < 1e-2:
+        text = f"{value:.0e}".replace("e-0", "e-")   # 5e-4, not 0.0005
+    return base.__name__, text
+
+
+def parameters_cell(names: tuple[str, ...] = NOTEBOOK_PARAMETERS) -> str:
+    """Notebook 05's `parameters` cell, written from TrainConfig's fields, defaults and comments."""
+    hints, comments = typing.get_type_hints(TrainConfig), field_comments()
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    rows = [(f"{n}: {t} = {v}", comments.get(n, "")) for n in names
+            for t, v in [_notebook_value(hints[n], defaults[n])]]
+    width = max(len(code) for code, _ in rows) + 2
+    lines = ["# Parameters (papermill overrides these; TrainConfig in emo_llama/train.py documents each)"]
+    lines += [f"{code:<{width}}# {comment}" if comment else code for code, comment in rows]
+    return "\n".join(lines)
+
+
+def config_from_parameters(**values) -> TrainConfig:
+    """A TrainConfig from notebook-style values ("" / 0 for None, comma lists for tuples); unknown names raise."""
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise TypeError(f"not TrainConfig fields: {unknown}")
+    converted = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if typing.get_origin(kind) is tuple and isinstance(value, str):
+            value = tuple(x.strip() for x in value.split(",") if x.strip())
+        elif type(None) in typing.get_args(kind) and value in ("", 0) and not isinstance(value, bool):
+            value = None
+        converted[name] = value
+    return TrainConfig(**converted)
+
 
 def _parse_value(kind, text: str):
     origin = typing.get_origin(kind)
@@ -359,21 +444,22 @@ def _parse_value(kind, text: str):
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    hints = typing.get_type_hints(TrainConfig)
+    """One flag per TrainConfig field (`none` for an optional one, comma lists for tuples, JSON for dicts)."""
+    hints, comments, defaults = typing.get_type_hints(TrainConfig), field_comments(), TrainConfig()
     parser = argparse.ArgumentParser(description="LoRA instruction tuning of EMO-LLaMA")
     for f in fields(TrainConfig):
-        parser.add_argument(f"--{f.name}", type=str, default=None, help=f"default: {getattr(TrainConfig(), f.name)}")
+        parser.add_argument(f"--{f.name}", type=str, default=None,
+                            help=f"{comments.get(f.name, '')} (default: {getattr(defaults, f.name)})")
     ns = parser.parse_args(argv)
     values = {k: _parse_value(hints[k], v) for k, v in vars(ns).items() if v is not None}
     return apply_recipe(TrainConfig(**values), explicit=set(values))
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = parse_args(argv)
-    metrics = run(cfg)
-    if metrics.get("trained"):
-        print(json.dumps({k: metrics[k] for k in ("dataset", "stack", "steps", "train_seconds", "zero_shot",
-                                                  "trained")}, indent=2))
+    result = run(parse_args(argv))
+    if result.metrics.get("trained"):
+        print(json.dumps({k: result.metrics[k] for k in ("dataset", "stack", "steps", "train_seconds", "zero_shot",
+                                                         "trained")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Training data for `emo_llama.train`: splits, instruction items, their sampling order, the tuned question.
+"""Training data for `emo_llama.train`: splits, instruction items, their sampling weights, the tuned question.
 
-Data order is a pure function of (seed, epoch) (`epoch_order`), so the step number is the whole
-sampler state of a run and N processes see the same samples as one.
+Data order is a pure function of (seed, epoch) (`emo_llama.data.sampling.epoch_order`), so the step
+number is the whole sampler state of a run and N processes see the same samples as one.
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from emo_llama.data import OfflineConversationGenerator, Sample, category_instruction, get_dataset
+from emo_llama.data.instructions import CATEGORY_QUESTIONS, class_list_text
+from emo_llama.data.sampling import inverse_frequency_weights
+from emo_llama.model.synthetic import synthetic_features
 
 if typing.TYPE_CHECKING:
     from emo_llama.train import TrainConfig
@@ -33,8 +38,6 @@ def record_turns(record: dict) -> list[tuple[str, str]]:
 
 def build_items(samples, classes, cfg: TrainConfig, agr_of: Callable[[object], str]) -> list[TrainItem]:
     """Category records (half ending with the zero-shot guard and 'My choice is: ...') + conversations."""
-    from emo_llama.data import OfflineConversationGenerator, category_instruction
-
     rng = random.Random(cfg.seed)
     items = []
     if "category" in cfg.instruction_types:
@@ -50,31 +53,20 @@ def build_items(samples, classes, cfg: TrainConfig, agr_of: Callable[[object], s
     return items
 
 
-def epoch_order(n: int, epoch: int, seed: int, weights: torch.Tensor | None) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    if weights is None:
-        return torch.randperm(n, generator=g)
-    return torch.multinomial(weights, n, replacement=True, generator=g)
-
-
 def item_weights(items: list[TrainItem], resample: bool, conversation_share: float) -> torch.Tensor | None:
     """Sampling weights: conversations get `conversation_share` of the draws; category items share the rest,
     inverse-frequency by label when `resample` (the paper resamples category data only, Tab. 9)."""
-    from collections import Counter
-
-    n_cat = sum(i.task == "category" for i in items)
-    n_conv = len(items) - n_cat
+    category = [i.label for i in items if i.task == "category"]
+    n_cat, n_conv = len(category), len(items) - len(category)
     if n_cat == 0 or n_conv == 0:
         conversation_share = 0.0 if n_conv == 0 else 1.0
     elif not resample and abs(conversation_share - n_conv / len(items)) < 1e-9:
         return None  # plain shuffling
-    counts = Counter(i.label for i in items if i.task == "category")
-    n_labels = len(counts) or 1
+    balanced = iter(inverse_frequency_weights(category, total=1.0).tolist() if resample and category else [])
     w = []
     for i in items:
         if i.task == "category":
-            share = (1.0 / (n_labels * counts[i.label])) if resample else 1.0 / n_cat
-            w.append((1.0 - conversation_share) * share)
+            w.append((1.0 - conversation_share) * (next(balanced) if resample else 1.0 / n_cat))
         else:
             w.append(conversation_share / n_conv)
     return torch.tensor(w, dtype=torch.double)
@@ -85,9 +77,6 @@ SYNTHETIC_CLASSES = ("happiness", "sadness", "surprise")
 
 def synthetic_splits(cfg: TrainConfig, n_train: int = 48, n_test: int = 12):
     """`--dataset synthetic`: random frozen features with learnable classes, for the tiny stack (tests, DDP)."""
-    from emo_llama.data import Sample
-    from emo_llama.model.synthetic import synthetic_features
-
     samples = {"train": [], "test": []}
     bank = {}
     for split, n, offset in (("train", n_train, 0), ("test", n_test, 10_000)):
@@ -101,18 +90,17 @@ def synthetic_splits(cfg: TrainConfig, n_train: int = 48, n_test: int = 12):
 
 
 def load_splits(cfg: TrainConfig):
-    """Train and test splits; a missing dataset raises the loader's clear error before anything is built."""
-    from emo_llama.data import get_dataset
-
+    """(classes, train samples, test samples, features or None): `dataset="synthetic"` brings its own features;
+    a missing dataset raises the loader's clear error before anything is built."""
+    if cfg.dataset == "synthetic":
+        return synthetic_splits(cfg)
     train = get_dataset(cfg.dataset, root=cfg.data_root, split="train", fold=cfg.fold)
     test = get_dataset(cfg.dataset, root=cfg.data_root, split="test", fold=cfg.fold)
     train_samples = train.samples[: cfg.train_limit] if cfg.train_limit else train.samples
     test_samples = test.samples[: cfg.eval_limit] if cfg.eval_limit else test.samples
-    return train.classes, train_samples, test_samples
+    return train.classes, train_samples, test_samples, None
 
 
 def category_question(classes, media: str = "image") -> str:
     """After training: the category instruction the model was tuned on (phrasing 0), without the guard."""
-    from emo_llama.data.instructions import CATEGORY_QUESTIONS, class_list_text
-
     return CATEGORY_QUESTIONS[0].format(media=media, classes=class_list_text(classes))

@@ -62,19 +62,6 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def project_root(start: str | os.PathLike | None = None) -> Path:
-    """The repo folder (holding pyproject.toml), found upwards from `start` (default: the cwd).
-
-    Notebooks run with the notebook folder as cwd in JupyterLab and with the repo root under
-    `make train`; resolving outputs against this keeps `runs/` in one place either way.
-    """
-    here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "emo_llama").is_dir():
-            return folder
-    return here
-
-
 @contextmanager
 def torch_threads(n: int):
     """Run a block with `n` torch threads, then restore the previous number."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from emo_llama.train import TrainConfig, parse_args, run
+from emo_llama.train import RunResult, TrainConfig, parse_args, run
 
 TINY = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16, "num_queries": 4}
 
@@ -30,9 +30,12 @@ def trained(out: Path) -> dict[str, torch.Tensor]:
 
 
 def test_training_lowers_the_loss(tmp_path):
-    metrics = run(tiny_config(tmp_path, max_steps=30, lr=1e-2, instruction_types=("category",), zero_shot=True,
-                              eval_limit=3), log=lambda s: None)
-    losses = metrics["train_loss"]
+    result = run(tiny_config(tmp_path, max_steps=30, lr=1e-2, instruction_types=("category",), zero_shot=True,
+                             eval_limit=3), log=lambda s: None)
+    assert isinstance(result, RunResult) and not any(k.startswith("_") for k in result.metrics)
+    assert result.trained["n"] == 3 and result.zero_shot["n"] == 3 and len(result.test_samples) == 3
+    assert result.model_dir == tmp_path / "model" and set(result.features) >= {str(s.media) for s in result.test_samples}
+    losses = result.metrics["train_loss"]
     assert len(losses) == 30
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -45,12 +48,12 @@ def test_training_lowers_the_loss(tmp_path):
 def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     dropout = TINY | {"lora_dropout": 0.2, "dropout": 0.1}  # RNG-dependent steps: the RNG state must resume too
     run(tiny_config(tmp_path / "full", max_steps=8, checkpoint_every=3, model_options=dropout), log=lambda s: None)
-    interrupted = tiny_config(tmp_path / "cut", max_steps=8, checkpoint_every=3, model_options=dropout, stop_after=4)
-    first = run(interrupted, log=lambda s: None)
-    assert first["steps"] == 4  # "killed" after step 4; the newest checkpoint is step 3
+    interrupted = tiny_config(tmp_path / "cut", max_steps=8, checkpoint_every=3, model_options=dropout)
+    first = run(interrupted, log=lambda s: None, stop_after=4)
+    assert first.metrics["steps"] == 4  # "killed" after step 4; the newest checkpoint is step 3
     assert (tmp_path / "cut" / "checkpoints" / "step-000003" / "complete").exists()
-    resumed = run(interrupted.__class__(**(interrupted.__dict__ | {"stop_after": None})), log=lambda s: None)
-    assert resumed["steps"] == 8
+    resumed = run(interrupted, log=lambda s: None)
+    assert resumed.metrics["steps"] == 8
     full, cut = trained(tmp_path / "full"), trained(tmp_path / "cut")
     assert full.keys() == cut.keys()
     assert all(torch.equal(full[k], cut[k]) for k in full)
@@ -72,7 +75,7 @@ def test_aligned_modules_stay_fixed_while_lora_trains(tmp_path):
     assert not all(torch.equal(short[k], long[k]) for k in lora)
     # Trained on with LoRA (freeze_after_align=False) they move.
     moving = run(tiny_config(tmp_path / "moving", max_steps=4, freeze_after_align=False), log=lambda s: None)
-    assert moving["steps"] == 4
+    assert moving.metrics["steps"] == 4
     assert not all(torch.equal(long[k], trained(tmp_path / "moving")[k]) for k in new)
 
 

@@ -17,7 +17,6 @@ from emo_llama.data.base import (
 )
 from emo_llama.data.conversations import LLMConversationGenerator, OfflineConversationGenerator
 from emo_llama.data.instructions import (
-                                 agr_prompt,
                                  category_instruction,
                                  category_instructions,
                                  zero_shot_question,
@@ -27,6 +26,7 @@ from emo_llama.data.llava_json import InstructionFormatError, read_llava_json, w
 from emo_llama.data.metrics import compute_metrics, format_report
 from emo_llama.data.parsing import parse_answer, parse_answers
 from emo_llama.data.sampling import make_weighted_sampler
+from emo_llama.prompts import agr_prompt
 
 __all__ = [
     "BASIC7", "CANONICAL", "REGISTRY", "DatasetConfig", "DatasetFormatError", "DatasetNotFoundError", "FERDataset",

@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 SPLITS = ("train", "val", "test")
 
 
@@ -59,10 +57,6 @@ class FERDataset:
         """Samples per class, in class order (classes without samples show 0)."""
         counts = Counter(self.labels)
         return {c: counts.get(c, 0) for c in self.classes}
-
-    def label_indices(self) -> np.ndarray:
-        index = {c: i for i, c in enumerate(self.classes)}
-        return np.array([index[s.label] for s in self.samples], dtype=np.int64)
 
 
 class DatasetNotFoundError(FileNotFoundError):

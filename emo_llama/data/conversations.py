@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from emo_llama.data.aus import describe_aus, label_cues
 from emo_llama.data.base import Sample
-from emo_llama.data.instructions import ADJECTIVES, MEDIA_TOKEN
+from emo_llama.data.instructions import ADJECTIVES
+from emo_llama.prompts import IMAGE_PLACEHOLDER
 
 _FEEL_QUESTIONS = ("How does the person in the {media} seem to feel?", "What is this person's mood?",
                    "Describe the emotion you can read from this face.")
@@ -57,7 +58,7 @@ class OfflineConversationGenerator:
         qa = qa[: self.turns]
         conv = []
         for i, (q, a) in enumerate(qa):
-            conv.append({"from": "human", "value": f"{MEDIA_TOKEN}\n{q}" if i == 0 else q})
+            conv.append({"from": "human", "value": f"{IMAGE_PLACEHOLDER}\n{q}" if i == 0 else q})
             conv.append({"from": "gpt", "value": a})
         return {"id": f"{sample.id}-conv", media: str(sample.media), "conversations": conv,
                 "label": sample.label, "task": "conversation"}
@@ -84,12 +85,6 @@ class LLMConversationGenerator:
     api_key_env: str | None = None
     n_questions: int = 3
     timeout_s: float = 60.0
-
-    @classmethod
-    def from_env(cls) -> LLMConversationGenerator:
-        provider = os.environ.get("EMO_LLAMA_LLM_PROVIDER", "gemini")
-        return cls(provider=provider, model=os.environ.get("EMO_LLAMA_LLM_MODEL", cls.model),
-                   base_url=os.environ.get("EMO_LLAMA_LLM_BASE_URL"))
 
     def prompt(self, sample: Sample, frame_descriptions: Sequence[str] = ()) -> str:
         media = "video" if sample.kind == "video" else "image"
@@ -155,7 +150,7 @@ def record_from_llm_reply(sample: Sample, text: str) -> dict:
     conv = []
     for i, pair in enumerate(pairs):
         q, a = str(pair["question"]).strip(), str(pair["answer"]).strip()
-        conv.append({"from": "human", "value": f"{MEDIA_TOKEN}\n{q}" if i == 0 else q})
+        conv.append({"from": "human", "value": f"{IMAGE_PLACEHOLDER}\n{q}" if i == 0 else q})
         conv.append({"from": "gpt", "value": a})
     if not conv:
         raise ValueError(f"sample {sample.id}: the LLM reply has no question/answer pairs")

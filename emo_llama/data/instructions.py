@@ -11,9 +11,7 @@ import random
 from collections.abc import Sequence
 
 from emo_llama.data.base import Sample
-from emo_llama.prompts import AGR_PREFIX, ZERO_SHOT_SUFFIX, agr_sentence
-
-MEDIA_TOKEN = "<image>"
+from emo_llama.prompts import AGR_PREFIX, IMAGE_PLACEHOLDER, ZERO_SHOT_SUFFIX
 
 CATEGORY_QUESTIONS: tuple[str, ...] = (
     "Which facial expression does the person in the {media} show? Choose from: {classes}.",
@@ -33,16 +31,6 @@ ADJECTIVES: dict[str, str] = {
 
 def class_list_text(classes: Sequence[str]) -> str:
     return ", ".join(classes)
-
-
-def agr_prompt(age: float | None, gender: str | None, race: str | None = None,
-               gender_prob: float | None = None) -> str:
-    """The handcrafted AGR prompt from the facial expert's age / gender (/ race) estimates.
-
-    "According to the specific question, you are allowed to use or partially use the following
-    information: age: about 31 years; gender: female." Empty when nothing was predicted.
-    """
-    return agr_sentence(age, gender, race=race, gender_prob=gender_prob)
 
 
 def zero_shot_question(classes: Sequence[str], media: str = "image") -> str:
@@ -70,7 +58,7 @@ def category_instruction(sample: Sample, classes: Sequence[str], *, rng: random.
     question = CATEGORY_QUESTIONS[k].format(media=media, classes=class_list_text(classes))
     if zero_shot:
         question = f"{question} {ZERO_SHOT_SUFFIX}"
-    parts = [MEDIA_TOKEN]
+    parts = [IMAGE_PLACEHOLDER]
     if agr:
         if not agr.startswith(AGR_PREFIX):
             raise ValueError(f"agr must be built with agr_prompt() and start with {AGR_PREFIX!r}")

@@ -11,9 +11,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from emo_llama.prompts import MEDIA_PLACEHOLDERS
 from emo_llama.utils import atomic_path
-
-MEDIA_TOKENS = ("<image>", "<video>")
 
 
 class InstructionFormatError(ValueError):
@@ -41,7 +40,7 @@ def validate_record(record: object, where: str = "record") -> None:
     if len(conv) % 2:
         raise InstructionFormatError(f"{label}: the last turn must be the assistant's ('gpt') answer")
     has_media = "image" in record or "video" in record
-    has_token = any(t in conv[0]["value"] for t in MEDIA_TOKENS)
+    has_token = any(t in conv[0]["value"] for t in MEDIA_PLACEHOLDERS)
     if has_media and not has_token:
         raise InstructionFormatError(f"{label}: the first human turn must contain <image> (or <video>)")
     if not has_media and has_token:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+UNPARSEABLE = "<unparseable>"  # stands for None (an answer the parser could not read) inside sklearn
 
 
 def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str],
@@ -22,7 +25,7 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], classes
         raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
     if len(y_true) == 0:
         raise ValueError("cannot score an empty set of predictions")
-    index = {c: i for i, c in enumerate(classes)}
+    index = set(classes)
     unknown_true = sorted({t for t in y_true if t not in index})
     if unknown_true:
         raise ValueError(f"y_true contains labels that are not in classes {classes}: {unknown_true}")
@@ -32,20 +35,14 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], classes
                          f"{unknown_pred}")
 
     k = len(classes)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    unparseable_per_class = np.zeros(k, dtype=np.int64)
-    for t, p in zip(y_true, y_pred):
-        if p is None:
-            unparseable_per_class[index[t]] += 1
-        else:
-            confusion[index[t], index[p]] += 1
-    support = confusion.sum(axis=1) + unparseable_per_class
-    correct = np.diag(confusion)
+    predicted_or_not = [UNPARSEABLE if p is None else p for p in y_pred]
+    # The extra last column counts the unparseable answers of each true class (sklearn sees them as a class).
+    full = confusion_matrix(list(y_true), predicted_or_not, labels=[*classes, UNPARSEABLE])
+    confusion, unparseable_per_class = full[:k, :k].astype(np.int64), full[:k, k].astype(np.int64)
+    precision, recall, _, support = precision_recall_fscore_support(
+        list(y_true), predicted_or_not, labels=classes, zero_division=np.nan)
     present = support > 0
-    recall = np.where(present, correct / np.maximum(support, 1), np.nan)
-    predicted = confusion.sum(axis=0)
-    precision = np.where(predicted > 0, correct / np.maximum(predicted, 1), np.nan)
-    acc = float(correct.sum() / len(y_true))
+    acc = float(accuracy_score(list(y_true), predicted_or_not))
 
     bad = [i for i, p in enumerate(y_pred) if p is None]
     examples = [raw_answers[i] for i in bad[:max_examples]] if raw_answers is not None else []

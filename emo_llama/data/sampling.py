@@ -1,4 +1,9 @@
-"""Imbalanced-dataset sampling (the paper's Tab. 9): inverse-frequency weights for WeightedRandomSampler."""
+"""Imbalanced-dataset sampling (the paper's Tab. 9): inverse-frequency weights for WeightedRandomSampler.
+
+One sampler for the notebook and for training: notebook 04 draws with `make_weighted_sampler(labels)`;
+`emo_llama.train` draws each epoch's order with `epoch_order`, the same sampler over weights that mix
+these class-balanced category weights with a fixed share of conversations (`train_data.item_weights`).
+"""
 
 from __future__ import annotations
 
@@ -10,24 +15,42 @@ import torch
 from torch.utils.data import WeightedRandomSampler
 
 
-def inverse_frequency_weights(labels: Sequence[str]) -> np.ndarray:
-    """Weight 1 / count(label) per sample, so every class carries the same total weight."""
+def inverse_frequency_weights(labels: Sequence[str], total: float | None = None) -> np.ndarray:
+    """Weight total / (K * count(label)) per sample (K classes), so every class carries the same total weight.
+
+    The default total is K: weight 1 / count(label). Training passes total=1.0 (weights that sum to 1).
+    """
     if len(labels) == 0:
         raise ValueError("cannot weight an empty label list")
     counts = Counter(labels)
-    return np.array([1.0 / counts[label] for label in labels], dtype=np.float64)
+    k = len(counts)
+    numerator = float(k) if total is None else total
+    return np.array([numerator / (k * counts[label]) for label in labels], dtype=np.float64)
 
 
-def make_weighted_sampler(labels: Sequence[str], num_samples: int | None = None, replacement: bool = True,
-                          generator: torch.Generator | None = None) -> WeightedRandomSampler:
+def make_weighted_sampler(labels: Sequence[str] | None = None, num_samples: int | None = None,
+                          replacement: bool = True, generator: torch.Generator | None = None,
+                          weights: Sequence[float] | torch.Tensor | None = None) -> WeightedRandomSampler:
     """torch's WeightedRandomSampler with inverse-frequency weights: classes are drawn about equally often.
 
     As in ufoym/imbalanced-dataset-sampler (the paper's footnote 3): num_samples defaults to the
     dataset size, draws are with replacement, so tail-class samples repeat within an epoch.
+    `weights` replaces the inverse-frequency weights of `labels` (training mixes in conversations).
     """
-    weights = torch.as_tensor(inverse_frequency_weights(labels), dtype=torch.double)
-    return WeightedRandomSampler(weights, num_samples=num_samples or len(labels), replacement=replacement,
+    if weights is None:
+        weights = inverse_frequency_weights(labels)
+    weights = torch.as_tensor(weights, dtype=torch.double)
+    return WeightedRandomSampler(weights, num_samples=num_samples or len(weights), replacement=replacement,
                                  generator=generator)
+
+
+def epoch_order(n: int, epoch: int, seed: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Training's sample order for one epoch, a pure function of (seed, epoch): a shuffle, or, with
+    `weights`, one pass of `make_weighted_sampler` (so a resumed run and N processes draw the same)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if weights is None:
+        return torch.randperm(n, generator=g)
+    return torch.tensor(list(make_weighted_sampler(num_samples=n, weights=weights, generator=g)))
 
 
 def resampled_counts(labels: Sequence[str], sampler: WeightedRandomSampler,

@@ -13,9 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..prompts import agr_sentence
-
-GENDERS = ("female", "male")  # column order of ExpertOutput.gender_probs, for every backend
+from ..prompts import GENDERS, agr_from_expert
 
 
 @dataclass
@@ -64,9 +62,9 @@ class ExpertOutput:
 
     def agr_text(self, i: int) -> str:
         """The handcrafted AGR prompt for face i; race is left out when the backend has none."""
-        gender, prob = self.gender(i)
-        race = self.race(i)
-        return agr_sentence(float(self.age_years[i]), gender, race[0] if race else None, gender_prob=prob)
+        race = None if self.race_probs is None else self.race_probs[i: i + 1]
+        return agr_from_expert(self.age_years[i: i + 1], self.gender_probs[i: i + 1], race_probs=race,
+                               race_names=self.race_names, confidence=True)
 
     def au_masks(self) -> torch.Tensor:
         """(B, R, N_F) bool: which face tokens each Action-Unit region covers (see `expert.au`)."""

@@ -88,8 +88,3 @@ class ClueAggregator(nn.Module):
         (LLaMA-VID with EVA-G: the Q-Former reads CLS + patches, Eq. 2 the patches alone)."""
         queries = self.query_states(vision_tokens, face_tokens, instruction_ids, instruction_mask)
         return self.context(queries, vision_tokens if patch_tokens is None else patch_tokens)
-
-
-def qformer_trainable_names(qformer: nn.Module, pretrained_keys: set[str]) -> list[str]:
-    """Parameters the paper trains in the Q-Former: everything not copied from a pretrained BERT."""
-    return [n for n, _ in qformer.named_parameters() if n not in pretrained_keys]

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from emo_llama.features import FeatureExtractor
 from emo_llama.model.answers import NO_FACE_TEXT, Answer, face_summary, unreadable
 from emo_llama.model.clue_aggregator import ClueAggregator
 from emo_llama.model.face_info_mining import FIMConfig, build_fim
@@ -37,8 +39,10 @@ from emo_llama.model.prompting import (
     encode_messages,
     pad_batch,
     splice_media,
+    strip_placeholders,
 )
 from emo_llama.model.stacks import Stack, get_stack
+from emo_llama.utils import resolve_device
 
 
 @dataclass
@@ -59,7 +63,7 @@ class EmoLlamaConfig:
     use_agr: bool = True
     # LoRA (paper: r=128, alpha=256 as LLaVA-1.5); CPU default smaller.
     lora_r: int = 16
-    lora_alpha: int = 32
+    lora_alpha: int | None = None      # None: 2 * lora_r
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] | None = None   # None: the stack's default
     train_qformer_base: bool = False   # also train the BERT layers copied from MiniLM / BERT
@@ -115,7 +119,7 @@ class EmoLlama(nn.Module):
         self.vision_standardise = FeatureStandardiser(stack.vision_dim)
         self.face_standardise = FeatureStandardiser(stack.face_dim)
         targets = config.lora_targets or stack.lora_targets
-        self.llm = add_lora(stack.llm, config.lora_r, config.lora_alpha, config.lora_dropout, targets)
+        self.llm = add_lora(stack.llm, config.lora_r, config.lora_alpha or 2 * config.lora_r, config.lora_dropout, targets)
         # True while a training stage keeps the new modules fixed (emo_llama.train sets it): their
         # tokens are then computed without autograd, so backward stops at the LLM's input.
         self.new_modules_frozen = False
@@ -187,8 +191,7 @@ class EmoLlama(nn.Module):
             messages = build_messages(turns, self.config.system_prompt, agr, placeholder)
             n_tokens = feats.num_frames * self.config.tokens_per_frame
             prompts.append(encode_messages(self.tokenizer, messages, n_tokens, generation, placeholder))
-            instructions += [turns[0][0].replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").strip()] \
-                * feats.num_frames
+            instructions += [strip_placeholders(turns[0][0])] * feats.num_frames
         batch = pad_batch(prompts, self.tokenizer.pad_token_id, side="left" if generation else "right")
         q = self.qformer_tokenizer(instructions, padding=True, truncation=True,
                                    max_length=self.config.max_instruction_tokens, return_tensors="pt")
@@ -234,8 +237,6 @@ class EmoLlama(nn.Module):
         One unreadable or missing file does not stop the batch: its `Answer` has `answered=False` and an
         `error` that names the path; the other items are answered. See `generate` for media without a face.
         """
-        from emo_llama.features import FeatureExtractor
-
         extractor = extractor or FeatureExtractor.from_stack(self.stack, device=self.device)
         errors: dict[str, str] = {}
         feats = extractor.extract_many(media_paths, progress=False, errors=errors)
@@ -294,8 +295,6 @@ class EmoLlama(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> None:
         """config.json + trained weights (safetensors) + the peft adapter folder (for use elsewhere)."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "emo_llama_config.json").write_text(json.dumps(asdict(self.config), indent=2))
@@ -303,8 +302,6 @@ class EmoLlama(nn.Module):
         self.llm.save_pretrained(folder / "adapter")
 
     def load_trainable(self, path: str | Path) -> None:
-        from safetensors.torch import load_file
-
         state = load_file(str(path))
         expected = {n for n, p in self.named_parameters() if p.requires_grad}
         expected |= {n for n, _ in self.named_buffers() if "standardise" in n}
@@ -316,8 +313,6 @@ class EmoLlama(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path, stack: Stack | None = None,
                         device: str | torch.device = "auto") -> EmoLlama:
-        from emo_llama.utils import resolve_device
-
         folder = Path(folder)
         config = EmoLlamaConfig.from_dict(json.loads((folder / "emo_llama_config.json").read_text()))
         model = cls(config, stack)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-IMAGE_PLACEHOLDER = "<image>"
-VIDEO_PLACEHOLDER = "<video>"
+from emo_llama.prompts import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, strip_placeholders  # noqa: F401
+
 IGNORE_INDEX = -100
 DEFAULT_SYSTEM_PROMPT = "You are an expert in facial expressions. Answer briefly."
 
@@ -28,11 +28,6 @@ class EncodedPrompt:
     input_ids: list[int]
     labels: list[int]         # IGNORE_INDEX everywhere except answer tokens
     media_mask: list[bool]    # True at the positions that receive frame tokens
-
-
-def strip_placeholders(text: str) -> str:
-    """LLaVA-style questions carry '<image>\\n'; we place the media ourselves."""
-    return text.replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").strip()
 
 
 def build_messages(turns: list[tuple[str, str | None]], system: str = DEFAULT_SYSTEM_PROMPT,
