@@ -41,7 +41,7 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
-def _expression(label: str, rng: np.random.Generator, lo: float = 0.75, hi: float = 1.2) -> dict[int, float]:
+def _expression(label: str, rng: np.random.Generator, lo: float = 0.85, hi: float = 1.3) -> dict[int, float]:
     """One of the class's AU variants; intensities: a global level (moderate to strong) times a small
     per-AU wobble."""
     variants = VARIANTS[label]
@@ -178,10 +178,10 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
+    judge_fn = make_judge(judge)
     identities = load_identities(size=size, max_identities=max_identities)
     side = identities[0].frames[0].shape[0]  # the context crop the warps run on
     split_of = split_identities([i.name for i in identities], seed, test_fraction)
-    judge_fn = make_judge(judge)
     img_dir, vid_dir = out_dir / "images", out_dir / "videos"
     (img_dir / "Image" / "aligned").mkdir(parents=True)
     (vid_dir / "data" / "clips").mkdir(parents=True)
