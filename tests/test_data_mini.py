@@ -53,9 +53,20 @@ def test_videos_go_neutral_apex_back(small_mini):
 
 
 def test_captions_follow_the_aus(small_mini):
+    import csv
+
+    from emo_llama.data.aus import VARIANTS, describe_aus
+
     root, _ = small_mini
-    happy = [s for s in load_mini(root, split="train", part="images") if s.label == "happiness"]
-    assert happy[0].caption == "The lip corners rise and the cheeks lift."
+    with open(root / "images" / "mini_meta.tsv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    for row in rows:
+        aus = tuple(int(a) for a in row["aus"].split("+")) if row["aus"] != "none" else ()
+        assert aus in VARIANTS[row["label"]], row  # every sample is one of its class's variants
+        assert row["caption"] == describe_aus(aus)
+    happy = [r for r in rows if r["aus"] == "6+12"]
+    assert not happy or happy[0]["caption"] == "The lip corners rise and the cheeks lift."
+    assert {r["judge_agreed"] for r in rows} <= {"yes", "no"}
 
 
 def test_same_seed_same_bytes_and_pixels(small_mini, tmp_path):
