@@ -90,8 +90,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> t
 def kill_point(name: str) -> None:
     """Test hook: the process kills itself (SIGKILL, as `kill -9` would) when `EMO_LLAMA_KILL_AT` names this point.
 
-    Points: `train:<step>` after an optimizer step, `eval:<batch>` after an evaluation batch. The resume tests
-    use it to cut a multi-process run at a known place; nothing else sets the variable.
+    Points: `train:<step>` after an optimizer step, `eval:<desc>:<batch>` after an evaluation batch (spaces in
+    desc as "_", e.g. `eval:trained_eval:0`). The resume tests use it to cut a multi-process run at a known place; nothing else sets the variable.
     """
     if os.environ.get("EMO_LLAMA_KILL_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -61,7 +61,7 @@ def evaluate(model, media: Sequence, labels: Sequence[str], classes: Sequence[st
                 with atomic_path(saved) as tmp:
                     tmp.write_text(json.dumps([a.as_dict() for a in out]))
         done += list(zip(chunk, out))
-        kill_point(f"eval:{b}")
+        kill_point(f"eval:{desc.replace(' ', '_')}:{b}")
     if world > 1:
         from accelerate.utils import gather_object
 
