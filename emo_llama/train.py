@@ -312,6 +312,11 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.device)
+    if accelerator.distributed_type.value in ("FSDP", "DEEPSPEED"):
+        raise NotImplementedError(
+            f"{accelerator.distributed_type.value}: not supported by emo_llama.train yet - label-word alignment, "
+            "generation and checkpoints read the unwrapped model's parameters, which a sharded engine splits "
+            "across processes. Use configs/accelerate/ddp.yaml (a 7B LLM with LoRA fits one 80 GB GPU per process).")
     main = accelerator.is_main_process
     show = cfg.progress and main
     # 1. data: the splits (synthetic ones come with their features)
