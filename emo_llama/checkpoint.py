@@ -10,8 +10,10 @@ checkpoints are kept.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,3 +85,13 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> t
         set_rng_state(json.loads(rank_file.read_text()), load_file(str(path / f"rng-torch-{rank}.safetensors")))
     state = json.loads((path / "trainer_state.json").read_text())
     return int(state["step"]), list(state["train_loss"])
+
+
+def kill_point(name: str) -> None:
+    """Test hook: the process kills itself (SIGKILL, as `kill -9` would) when `EMO_LLAMA_KILL_AT` names this point.
+
+    Points: `train:<step>` after an optimizer step, `eval:<desc>:<batch>` after an evaluation batch (spaces in
+    desc as "_", e.g. `eval:trained_eval:0`). The resume tests use it to cut a multi-process run at a known place; nothing else sets the variable.
+    """
+    if os.environ.get("EMO_LLAMA_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)

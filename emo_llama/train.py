@@ -2,6 +2,7 @@
 
     python -m emo_llama.train --dataset mini --stack offline --max_steps 120
     accelerate launch --num_processes 2 -m emo_llama.train ...      # DDP (gloo on CPU, NCCL on GPU)
+    accelerate launch --config_file configs/accelerate/fsdp.yaml -m emo_llama.train ...   # sharded (7B)
 
 `TrainConfig` is the one declaration of every user-facing parameter: the command line (one flag per field),
 notebook 05's parameters cell (`parameters_cell`, checked by tests/test_config_drift.py) and the model's
@@ -15,33 +16,42 @@ Eq. 4 (AGR) `prompts.agr_prompt`, Eq. 5 `model/projectors.py`, Eq. 6 `EmoLlama.f
 Data order is a pure function of (seed, epoch): each optimizer step takes one global batch, split into
 `grad_accum` micro-steps x processes; so N processes at the same global batch see the same samples as
 one process, and a resumed run continues exactly where the checkpoint left off.
+
+Scale (issue 16): every process extracts its share of the frozen features into the on-disk store
+(`emo_llama.feature_store`, resumable) and reads them back per batch (memory-mapped), so RAM per process
+does not grow with the dataset; the feature statistics come from one streaming pass split over the
+processes; evaluation is split over the processes by batch and resumes from its saved batches.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import io
 import json
 import math
+import shutil
 import time
 import tokenize
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
 from transformers import get_cosine_schedule_with_warmup
 
 from emo_llama.align import align_to_label_words
-from emo_llama.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from emo_llama.checkpoint import kill_point, latest_checkpoint, load_checkpoint, save_checkpoint
 from emo_llama.data import Sample, zero_shot_question
 from emo_llama.data.sampling import epoch_order
 from emo_llama.evaluate import evaluate, headline, no_face_report, save_plots, to_jsonable, unreadable_report
-from emo_llama.features import MediaFeatures, extract_splits
+from emo_llama.feature_store import LazyFeatures, extract_to_store
+from emo_llama.features import MediaFeatures
 from emo_llama.memory import check_fits
 from emo_llama.model import EmoLlama, EmoLlamaConfig
 from emo_llama.progress import progress as progress_bar
@@ -110,8 +120,9 @@ class TrainConfig:
     max_new_tokens: int = 12               # answer length
     # bookkeeping
     output_dir: str = "runs/05_train"      # adapter, metrics.json and plots go here
-    checkpoint_every: int = 0              # steps between checkpoints (0: only the final model)
-    resume: bool = True                    # continue from output_dir/checkpoints if one exists
+    checkpoint_every: int = -1             # steps between checkpoints (-1: auto, off on mini, else 500; 0: off)
+    checkpoint_minutes: float = 30.0       # also checkpoint after this many minutes (while checkpointing is on)
+    resume: bool = True                    # continue a killed run from output_dir (checkpoint, saved eval batches)
     seed: int = 0                          # one seed for everything
     device: str = "auto"                   # auto | cpu | cuda | mps
     progress: bool = True                  # progress bars / lines
@@ -145,10 +156,39 @@ def lora_stage_new_module_lr(cfg: TrainConfig) -> float:
 
 # ----- the loop -------------------------------------------------------------------------------------
 
+SMALL_DATASETS = ("mini", "synthetic")  # checkpoint_every=-1 means no checkpoints on these
+AUTO_CHECKPOINT_EVERY = 500
+
+
+def checkpoint_interval(cfg: TrainConfig) -> int:
+    """Steps between checkpoints: `checkpoint_every`, or for -1 none on mini/synthetic and 500 otherwise."""
+    if cfg.checkpoint_every >= 0:
+        return cfg.checkpoint_every
+    return 0 if cfg.dataset in SMALL_DATASETS else AUTO_CHECKPOINT_EVERY
+
+
 def make_accelerator(device: str = "auto") -> Accelerator:
+    """Mixed precision bf16 on CUDA. DDP's find_unused_parameters is decided per run (`unused_parameters`);
+    the collective timeout is long enough for a process to finish its share of the feature extraction."""
     dev = resolve_device(device)
     return Accelerator(cpu=dev.type == "cpu", mixed_precision="bf16" if dev.type == "cuda" else "no",
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False),
+                                        InitProcessGroupKwargs(timeout=timedelta(hours=2))])
+
+
+def unused_parameters(model, batch: dict) -> list[str]:
+    """Trainable parameters that one training forward/backward leaves without a gradient.
+
+    DDP needs `find_unused_parameters=True` exactly when this is not empty (e.g. `use_landmarks=False`
+    leaves the landmark MLP unused, new modules frozen after alignment get no gradient). The probe runs
+    under a forked RNG and clears the gradients it made, so training is unchanged.
+    """
+    with torch.random.fork_rng(devices=[]):
+        model.train()
+        model(batch).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    return unused
 
 
 def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object], cfg: TrainConfig,
@@ -171,13 +211,23 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
                                   lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
     ckpt_dir = output_dir / "checkpoints"
+    every, minutes = checkpoint_interval(cfg), cfg.checkpoint_minutes
     start, losses = 0, []
     latest = latest_checkpoint(ckpt_dir) if cfg.resume else None
     if latest is not None:
         start, losses = load_checkpoint(latest, model, optimizer, scheduler, rank)
         accelerator.print(f"resumed from {latest} at step {start}")
     model.new_modules_frozen = new_lr == 0.0
+    if world > 1 and accelerator.ddp_handler is not None and items:
+        probe = [items[i] for i in range(min(per_device, len(items)))]
+        unused = unused_parameters(model, model.make_batch([feature_of(i.media) for i in probe],
+                                                           [i.turns for i in probe], device=accelerator.device))
+        accelerator.ddp_handler.find_unused_parameters = bool(unused)
+        if unused:
+            accelerator.print(f"DDP: find_unused_parameters=True ({len(unused)} tensors get no gradient, "
+                              f"e.g. {unused[0]})")
     ddp_model = accelerator.prepare_model(model)
+    last_save = time.monotonic()
     weights = item_weights(items, cfg.resample, cfg.conversation_share)
     log_path = output_dir / "train_log.jsonl"
     step_times: list[float] = []
@@ -216,9 +266,15 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
                 fh.write(json.dumps({"step": step + 1, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
                                      "seconds": round(step_times[-1], 3)}) + "\n")
         done = step + 1
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
+        due = every and (done % every == 0 or done == total)  # the last one lets a killed evaluation resume
+        if every and minutes and not due:  # by time: rank 0's clock decides for all processes
+            late = torch.tensor(float(time.monotonic() - last_save > 60 * minutes), device=accelerator.device)
+            due = bool(accelerator.reduce(late, reduction="sum") > 0) if world > 1 else bool(late)
+        if due:
             save_checkpoint(ckpt_dir, model, optimizer, scheduler, done, losses, rank,
                             barrier=accelerator.wait_for_everyone)
+            last_save = time.monotonic()
+        kill_point(f"train:{done}")
         if stop_after is not None and done >= stop_after:
             break
     model.eval()
@@ -234,7 +290,7 @@ class RunResult:
 
     metrics: dict                          # as written to output_dir/metrics.json (empty on non-main processes)
     model: EmoLlama                        # the trained model (also saved to output_dir/model)
-    features: dict[str, MediaFeatures]     # frozen features by media path (str), train and test
+    features: Mapping[str, MediaFeatures]  # frozen features by media path (str), train and test (the store)
     test_samples: list[Sample]             # the test split as scored
     classes: tuple[str, ...]               # the class list the questions name
     zero_shot: dict | None = None          # full zero-shot evaluation (answers, confusion, per class; main process)
@@ -256,6 +312,11 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.device)
+    if accelerator.distributed_type.value in ("FSDP", "DEEPSPEED"):
+        raise NotImplementedError(
+            f"{accelerator.distributed_type.value}: not supported by emo_llama.train yet - label-word alignment, "
+            "generation and checkpoints read the unwrapped model's parameters, which a sharded engine splits "
+            "across processes. Use configs/accelerate/ddp.yaml (a 7B LLM with LoRA fits one 80 GB GPU per process).")
     main = accelerator.is_main_process
     show = cfg.progress and main
     # 1. data: the splits (synthetic ones come with their features)
@@ -266,13 +327,15 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     model.to(accelerator.device)
     if main:
         log(model.format_trainable_table())
-    # 3. frozen features, cached on disk (emo_llama.features); unreadable media are left out of training
+    # 3. frozen features in the on-disk store (emo_llama.feature_store): every process extracts its share,
+    #    reads are memory-mapped per batch; unreadable media are left out of training
     t0 = time.perf_counter()
     extractor, errors = None, {}
+    world, rank = accelerator.num_processes, accelerator.process_index
     if bank is None:
-        with accelerator.main_process_first():  # rank 0 fills the disk cache, the others then read it
-            extractor, bank, errors = extract_splits(model.stack, train_samples + test_samples, cfg.max_frames,
-                                                     accelerator.device, progress=show)
+        extractor, bank, errors = extract_to_store(model.stack, train_samples + test_samples, cfg.max_frames,
+                                                   accelerator.device, rank, world, accelerator.wait_for_everyone,
+                                                   progress=cfg.progress)
     unreadable = unreadable_report(train_samples, test_samples, errors)
     if errors and main:
         log(f"{len(errors)} media file(s) could not be read and are left out of training / scored as wrong "
@@ -283,22 +346,29 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
                          f"{next(iter(errors.values()), 'none')}")
     feature_seconds = time.perf_counter() - t0
     # 4. instruction items (emo_llama.train_data) and the feature standardisers
-    items = build_items(train_samples, classes, cfg, lambda s: bank[str(s.media)].agr)
-    model.fit_feature_statistics([bank[str(s.media)] for s in train_samples])
-    test_media = [bank.get(str(s.media)) for s in test_samples]  # None: unreadable, scored as wrong
+    agr_of = bank.agr if hasattr(bank, "agr") else (lambda m: bank[m].agr)
+    items = build_items(train_samples, classes, cfg, lambda s: agr_of(str(s.media)))
+    train_media = LazyFeatures(bank, [s.media for s in train_samples])  # read from the store on access
+    fit_statistics(model, train_samples, bank, accelerator)
+    test_media = LazyFeatures(bank, [s.media for s in test_samples])  # None: unreadable, scored as wrong
     kinds = [s.kind for s in test_samples]
+    if not cfg.resume:
+        shutil.rmtree(out / "eval_progress", ignore_errors=True)
 
-    def score(desc: str, questions: list[str]) -> dict:
+    def score(desc: str, questions: list[str], state: str) -> dict:
         return evaluate(model, test_media, [s.label for s in test_samples], classes, questions,
-                        cfg.eval_batch_size, cfg.max_new_tokens, cfg.progress, desc,
-                        paths=[s.media for s in test_samples], errors=errors)
+                        cfg.eval_batch_size, cfg.max_new_tokens, show, desc,
+                        paths=[s.media for s in test_samples], errors=errors, accelerator=accelerator,
+                        progress_dir=eval_progress_dir(out, cfg, desc, questions, state))
 
     # 5. zero-shot: the paper's prompt (question + class list + "PLEASE ENSURE ... 'My choice is: '")
-    zero = score("zero-shot eval", [zero_shot_question(classes, k) for k in kinds]) if cfg.zero_shot and main else None
+    zero = (score("zero-shot eval", [zero_shot_question(classes, k) for k in kinds], "untrained")
+            if cfg.zero_shot else None)
+    zero = zero if main else None
     accelerator.wait_for_everyone()
     # 6. label-word alignment of the new modules (emo_llama.align; not in the paper)
     t0 = time.perf_counter()
-    align_losses = align_stage(model, cfg, out, [bank[str(s.media)] for s in train_samples],
+    align_losses = align_stage(model, cfg, out, train_media,
                                [s.label for s in train_samples], [category_question(classes, s.kind)
                                                                    for s in train_samples], classes, accelerator)
     align_seconds = time.perf_counter() - t0
@@ -314,9 +384,11 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     result = train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after=stop_after)
     train_seconds = time.perf_counter() - t0
     done = RunResult({}, model, bank, test_samples, tuple(classes), zero, None, out)
+    # 8. evaluation with the tuned question (all processes, one share each)
+    trained = score("trained eval", [category_question(classes, k) for k in kinds], f"trained-{result['total_steps']}")
     if main:
-        # 8. evaluation with the tuned question, 9. the real-face check, 10. outputs
-        done.trained = trained = score("trained eval", [category_question(classes, k) for k in kinds])
+        # 9. the real-face check, 10. outputs
+        done.trained = trained
         real = (real_face_check(model, extractor, classes, lambda k: category_question(classes, k),
                                 cfg.max_new_tokens) if cfg.real_faces and extractor is not None else None)
         model.save_pretrained(done.model_dir)
@@ -338,6 +410,26 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
         log(summarise(out))
     accelerator.wait_for_everyone()
     return done
+
+
+def fit_statistics(model, train_samples, bank, accelerator) -> None:
+    """The feature standardisers from one streaming pass over the training features, split over the processes
+    (process r reads samples r, r + world, ...; the moments are summed across processes)."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    share = train_samples[rank::world] if len(train_samples) >= world else train_samples
+    stats = model.feature_moments(bank[str(s.media)] for s in share)
+    if world > 1 and len(train_samples) >= world:
+        stats = {k: accelerator.reduce(v.to(accelerator.device), reduction="sum").cpu() for k, v in sorted(stats.items())}
+    model.set_feature_statistics(stats)
+
+
+def eval_progress_dir(out: Path, cfg: TrainConfig, desc: str, questions: list[str], state: str) -> Path:
+    """Where an evaluation saves its batches: named by what it scores (config, questions, model state), so
+    a resumed run reads back only answers of the same evaluation."""
+    keep = {k: v for k, v in asdict(cfg).items()
+            if k not in ("progress", "resume", "checkpoint_every", "checkpoint_minutes", "output_dir")}
+    text = json.dumps([keep, desc, questions, state], sort_keys=True, default=str)
+    return out / "eval_progress" / f"{desc.replace(' ', '_')}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def align_stage(model, cfg: TrainConfig, out: Path, media: list, labels: list[str], questions: list[str],
@@ -378,7 +470,7 @@ NOTEBOOK_PARAMETERS = (
     "dataset", "data_root", "fold", "stack", "recipe", *STACK_PATHS, "max_steps", "epochs", "batch_size", "lr",
     "new_module_lr", "align_steps", "freeze_after_align", "lora_r", "fim_mode", "use_face_embedding",
     "use_landmarks", "use_agr", "resample", "instruction_types", "conversation_share", "descriptive_text",
-    "train_limit", "eval_limit", "output_dir", "seed", "device",
+    "train_limit", "eval_limit", "output_dir", "checkpoint_every", "checkpoint_minutes", "resume", "seed", "device",
 )
 
 

@@ -28,6 +28,7 @@ from emo_llama.model.projectors import (
     FeatureStandardiser,
     LandmarkEncoder,
     mlp_projector,
+    moments,
     normalise_landmarks,
 )
 from emo_llama.model.prompting import (
@@ -254,14 +255,35 @@ class EmoLlama(nn.Module):
         return self.visual_projector[0].weight.device
 
     @torch.no_grad()
-    def fit_feature_statistics(self, media: list) -> None:
-        """Set the standardisers from training features (frames of all media pooled)."""
-        if self.config.standardise_features:  # off when the projectors come pretrained on raw features
-            self.vision_standardise.fit(torch.cat([m.vision_tokens for m in media]))
-            self.face_standardise.fit(torch.cat([m.face_tokens for m in media]))
-        if self.landmark_encoder is not None:
-            shapes = normalise_landmarks(torch.cat([m.landmarks_68 for m in media])).flatten(-2)
-            self.landmark_encoder.standardise.fit(shapes)
+    def fit_feature_statistics(self, media) -> None:
+        """Set the standardisers from training features (frames of all media pooled), in one streaming pass:
+        `media` may be any iterable (e.g. read lazily from the feature store); nothing is concatenated."""
+        self.set_feature_statistics(self.feature_moments(media))
+
+    @torch.no_grad()
+    def feature_moments(self, media) -> dict[str, torch.Tensor]:
+        """Per standardiser, the float64 moments (count, sums, sums of squares) of `media`; they add up over
+        shards and processes (`set_feature_statistics` of the sum = fitting on all media at once)."""
+        out: dict[str, torch.Tensor] = {}
+
+        def add(name: str, x: torch.Tensor) -> None:
+            m = moments(x)
+            out[name] = out[name] + m if name in out else m
+
+        for m in media:
+            if self.config.standardise_features:  # off when the projectors come pretrained on raw features
+                add("vision", m.vision_tokens)
+                add("face", m.face_tokens)
+            if self.landmark_encoder is not None:
+                add("landmarks", normalise_landmarks(m.landmarks_68).flatten(-2))
+        return out
+
+    def set_feature_statistics(self, stats: dict[str, torch.Tensor]) -> None:
+        if "vision" in stats:
+            self.vision_standardise.fit_moments(stats["vision"])
+            self.face_standardise.fit_moments(stats["face"])
+        if "landmarks" in stats and self.landmark_encoder is not None:
+            self.landmark_encoder.standardise.fit_moments(stats["landmarks"])
 
     # ----- parameters, saving, loading ----------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

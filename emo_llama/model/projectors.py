@@ -45,6 +45,15 @@ class LandmarkEncoder(nn.Module):
         return self.mlp(self.standardise(normalise_landmarks(landmarks_68).flatten(-2)))
 
 
+def moments(samples: torch.Tensor) -> torch.Tensor:
+    """(3, C) float64: the count (in every column), the sums and the sums of squares over all but the last dim.
+
+    Moments add up, so statistics over a dataset come from one streaming pass (and a sum over processes).
+    """
+    flat = samples.reshape(-1, samples.shape[-1]).double()
+    return torch.stack([torch.full_like(flat[0], flat.shape[0]), flat.sum(0), (flat * flat).sum(0)])
+
+
 class FeatureStandardiser(nn.Module):
     """Per-channel z-score of a frozen feature with statistics of the training set (identity until fitted).
 
@@ -60,9 +69,16 @@ class FeatureStandardiser(nn.Module):
 
     @torch.no_grad()
     def fit(self, samples: torch.Tensor) -> None:
-        flat = samples.reshape(-1, samples.shape[-1]).float()
-        self.mean.copy_(flat.mean(0))
-        self.std.copy_(flat.std(0).clamp(min=1e-3 * float(flat.std(0).mean()) + 1e-8))
+        self.fit_moments(moments(samples))
+
+    @torch.no_grad()
+    def fit_moments(self, m: torch.Tensor) -> None:
+        """Set mean/std (unbiased) from `moments` (count, sums, sums of squares), e.g. summed over processes."""
+        n, total, squares = m[0, 0], m[1], m[2]
+        mean = total / n
+        std = ((squares - n * mean * mean).clamp(min=0) / (n - 1).clamp(min=1)).sqrt()
+        self.mean.copy_(mean.float())
+        self.std.copy_(std.float().clamp(min=1e-3 * float(std.mean()) + 1e-8))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)

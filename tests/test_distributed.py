@@ -1,0 +1,134 @@
+"""Several processes (gloo, CPU): evaluation split over processes equals one process; DDP's find_unused_parameters
+follows the arm; a killed 2-process run (in training, then in evaluation) resumes to the uninterrupted result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from emo_llama.model import EmoLlama, EmoLlamaConfig
+from emo_llama.model.synthetic import synthetic_features
+from emo_llama.train import unused_parameters
+
+TINY = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16, "num_queries": 4}
+ENV = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+EVAL_WORKER = textwrap.dedent('''
+    import json, sys
+    from accelerate import Accelerator
+    from emo_llama.evaluate import evaluate
+    from emo_llama.model import EmoLlama, EmoLlamaConfig
+    from emo_llama.model.synthetic import synthetic_features
+    from emo_llama.utils import seed_everything
+
+    acc = Accelerator(cpu=True)
+    seed_everything(5)
+    model = EmoLlama(EmoLlamaConfig(stack="tiny", stack_options={"encoders": False}, lora_r=4, **json.loads(sys.argv[2])))
+    classes = ("happiness", "sadness", "surprise")
+    media = [synthetic_features(i % 3, 100 + i, frames=1 + i % 2) for i in range(9)]
+    media[4] = None  # unreadable: scored as wrong
+    labels = [classes[i % 3] for i in range(9)]
+    paths = [f"m{i}" for i in range(9)]
+    question = "Which emotion? happiness, sadness or surprise."
+    run = lambda accelerator: evaluate(model, media, labels, classes, question, batch_size=2, max_new_tokens=5,
+                                       progress=False, paths=paths, errors={"m4": "broken"}, accelerator=accelerator)
+    split = run(acc)
+    if acc.is_main_process:
+        one = run(None)
+        keys = ("answers", "predictions", "acc", "uar", "war", "unparseable", "unreadable")
+        out = {"split": {k: split[k] for k in keys}, "one": {k: one[k] for k in keys}, "world": acc.num_processes}
+        with open(sys.argv[1], "w") as fh:
+            json.dump(out, fh, default=float)
+    acc.wait_for_everyone()
+''')
+
+
+def test_evaluation_split_over_two_processes_equals_one_process(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(EVAL_WORKER)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(tmp_path / "out.json"), json.dumps(TINY)], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["world"] == 2
+    assert out["split"] == out["one"]  # answers, predictions and metrics, exactly
+    assert len(out["one"]["answers"]) == 9 and out["one"]["unreadable"][0]["path"] == "m4"
+
+
+def test_saved_evaluation_batches_are_read_back(tmp_path):
+    from emo_llama.evaluate import evaluate
+    from emo_llama.model.answers import Answer
+
+    model = EmoLlama(EmoLlamaConfig(stack="tiny", stack_options={"encoders": False}, lora_r=4, **TINY))
+    media = [synthetic_features(i % 3, i) for i in range(3)]
+    (tmp_path / "batch-000001.json").write_text(json.dumps([Answer("sadness", path="m2").as_dict()]))
+    out = evaluate(model, media, ["happiness", "sadness", "sadness"], ("happiness", "sadness", "surprise"), "Q?",
+                   batch_size=2, max_new_tokens=3, progress=False, paths=["m0", "m1", "m2"], progress_dir=tmp_path)
+    assert out["answers"][2] == "sadness" and out["predictions"][2] == "sadness"  # read back, not generated
+    assert (tmp_path / "batch-000000.json").exists()  # the generated batch was saved for a resume
+
+
+@pytest.mark.parametrize(("options", "frozen", "unused"), [
+    ({}, False, False),                        # everything trains: DDP without find_unused_parameters
+    ({"use_landmarks": False}, False, False),  # Tab. 5 arms build only the modules they use
+    ({"use_face_embedding": False}, False, False),
+    ({"fim_mode": "pool_concat"}, False, False),
+    ({}, True, True),                          # new modules frozen after alignment: no gradient, so DDP must know
+])
+def test_find_unused_parameters_only_when_parameters_get_no_gradient(options, frozen, unused):
+    model = EmoLlama(EmoLlamaConfig(stack="tiny", stack_options={"encoders": False}, lora_r=4, **TINY, **options))
+    model.new_modules_frozen = frozen
+    feats = [synthetic_features(i % 3, i) for i in range(2)]
+    rng = torch.get_rng_state()
+    names = unused_parameters(model, model.make_batch(feats, [[("Which emotion?", "happiness")]] * 2))
+    assert torch.equal(rng, torch.get_rng_state())  # the probe leaves the RNG (and so training) alone
+    assert all(p.grad is None for p in model.parameters())
+    assert bool(names) == unused
+    if unused:
+        assert set(names) == {n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("llm.")}
+
+
+def _launch(args: list[str], out: Path, kill: str | None = None) -> subprocess.CompletedProcess:
+    env = ENV | ({"EMO_LLAMA_KILL_AT": kill} if kill else {})
+    env.pop("EMO_LLAMA_KILL_AT", None) if kill is None else None
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
+              "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "emo_llama.train"]
+    return subprocess.run(launch + args + ["--output_dir", str(out)], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path):
+    args = ["--dataset", "synthetic", "--stack", "tiny", "--stack_options", '{"encoders": false}',
+            "--model_options", json.dumps(TINY | {"lora_dropout": 0.2}), "--lora_r", "4", "--batch_size", "4",
+            "--lr", "3e-3", "--max_steps", "6", "--checkpoint_every", "2", "--progress", "false", "--zero_shot",
+            "true", "--max_new_tokens", "3", "--device", "cpu", "--seed", "3", "--eval_limit", "6",
+            "--eval_batch_size", "2", "--align_steps", "2", "--align_batch_size", "4", "--real_faces", "false"]
+    full = _launch(args, tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-3000:]
+    cut = tmp_path / "cut"
+    killed = _launch(args, cut, kill="train:3")          # SIGKILL after step 3: the newest checkpoint is step 2
+    assert killed.returncode != 0 and not (cut / "metrics.json").exists()
+    assert (cut / "checkpoints" / "step-000002" / "complete").exists()
+    killed = _launch(args, cut, kill="eval:trained_eval:0")  # resumed, then killed after the first evaluation batch
+    assert killed.returncode != 0 and not (cut / "metrics.json").exists()
+    saved = sorted(p.name for p in (cut / "eval_progress").glob("trained_eval-*/batch-*.json"))
+    assert "batch-000000.json" in saved and len(saved) < 3  # the trained evaluation was cut short
+    resumed = _launch(args, cut)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (load_file(str(d / "model" / "trainable.safetensors")) for d in (tmp_path / "full", cut))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    m_full, m_cut = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "full", cut))
+    assert m_full["train_loss"] == m_cut["train_loss"] and len(m_cut["train_loss"]) == 6
+    assert m_full["trained"] == m_cut["trained"] and m_full["zero_shot"] == m_cut["zero_shot"]
+    d_full, d_cut = (json.loads((d / "eval_details.json").read_text()) for d in (tmp_path / "full", cut))
+    assert d_full["trained"]["answers"] == d_cut["trained"]["answers"]
