@@ -101,3 +101,26 @@ def test_au_masks_follow_the_experts_token_centres(tmp_path, monkeypatch):
     out = stack.expert(extractor.crops([astronaut()])[0])
     assert torch.equal(feats.au_masks, out.au_masks())
     assert not torch.equal(feats.au_masks, au_region_masks(out.landmarks_68, tuple(out.grid)))
+
+
+def test_vision_input_face_makes_the_vision_tokens_follow_the_face_not_the_frame(tmp_path):
+    """The offline stack's vision encoder reads the face crop: the same face in two different frames
+    gives (almost) the same vision tokens, while whole-frame tokens differ."""
+    import numpy as np
+
+    from emo_llama.features import FeatureExtractor
+    from emo_llama.model import get_stack
+    from emo_llama.samples import astronaut
+
+    stack = get_stack("tiny")
+    face = astronaut()
+    framed = np.full((1000, 1000, 3), 40, np.uint8)
+    framed[200:712, 300:812] = face
+    tokens = {}
+    for mode in ("face", "frame"):
+        extractor = FeatureExtractor.from_stack(stack, cache_dir=tmp_path / mode, device="cpu", use_cache=False,
+                                                stack_options={"vision_input": mode})
+        a, b = (extractor.extract_frames([img]).vision_tokens for img in (face, framed))
+        tokens[mode] = float((a - b).abs().mean() / a.abs().mean())
+    assert tokens["face"] < 0.25 * tokens["frame"], tokens
+    assert get_stack("offline", encoders=False).options["vision_input"] == "face"

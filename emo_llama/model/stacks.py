@@ -154,8 +154,13 @@ def tiny_stack(encoders: bool = True, seed: int = 0, expert: nn.Module | None = 
 
 @register("offline")
 def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attention_frequency: int = 2,
-                  **_) -> Stack:
-    """EfficientNet-Lite0 + face-api expert + MiniLM-initialised Q-Former + SmolLM2-135M-Instruct (CPU, offline)."""
+                  vision_input: str = "face", **_) -> Stack:
+    """EfficientNet-Lite0 + face-api expert + MiniLM-initialised Q-Former + SmolLM2-135M-Instruct (CPU, offline).
+
+    vision_input="face": EfficientNet reads the face crop, not the whole frame (the paper's X^V). mini's
+    images are face crops, so whole-frame tokens of real photos (a body, a room) are out of its
+    distribution: a linear probe trained on mini read 2 of the 15 real-face check items from
+    whole-frame tokens and 8 from face-crop tokens. "frame" restores the paper's input."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
@@ -171,7 +176,8 @@ def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attentio
     grid = tuple(expert.grid) if expert is not None else (7, 7)
     return Stack("offline", _freeze(vision), expert, 1280, face_dim, grid, qformer, qtok, pretrained, model, tok,
                  lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-                 options={"qformer_layers": qformer_layers, "cross_attention_frequency": cross_attention_frequency})
+                 options={"qformer_layers": qformer_layers, "cross_attention_frequency": cross_attention_frequency,
+                          "vision_input": vision_input})
 
 
 @register("paper")
