@@ -38,7 +38,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from emo_llama.align import align_to_label_words
 from emo_llama.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from emo_llama.data import Sample, zero_shot_question
+from emo_llama.data import Sample
 from emo_llama.data.sampling import epoch_order
 from emo_llama.evaluate import evaluate, headline, no_face_report, save_plots, to_jsonable, unreadable_report
 from emo_llama.features import MediaFeatures, extract_splits
@@ -48,7 +48,14 @@ from emo_llama.progress import progress as progress_bar
 from emo_llama.real_check import real_face_check
 from emo_llama.recipes import DEFAULT_RECIPE, PAPER_DEFAULTS, RECIPES, apply_recipe  # noqa: F401
 from emo_llama.run_summary import summarise
-from emo_llama.train_data import TrainItem, build_items, category_question, item_weights, load_splits
+from emo_llama.train_data import (
+    TrainItem,
+    build_items,
+    category_question,
+    eval_questions,
+    item_weights,
+    load_splits,
+)
 from emo_llama.utils import resolve_device, seed_everything
 
 STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert")  # -> stack_options
@@ -286,21 +293,26 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     items = build_items(train_samples, classes, cfg, lambda s: bank[str(s.media)].agr)
     model.fit_feature_statistics([bank[str(s.media)] for s in train_samples])
     test_media = [bank.get(str(s.media)) for s in test_samples]  # None: unreadable, scored as wrong
-    kinds = [s.kind for s in test_samples]
 
     def score(desc: str, questions: list[str]) -> dict:
         return evaluate(model, test_media, [s.label for s in test_samples], classes, questions,
                         cfg.eval_batch_size, cfg.max_new_tokens, cfg.progress, desc,
                         paths=[s.media for s in test_samples], errors=errors)
 
+    # Tab. 6's first row: no instruction data means no tuning; the zero-shot model is what gets scored
+    tune = bool(items)
+    if not tune and main:
+        log("instruction_types is empty: no instruction tuning (no alignment, no LoRA steps); zero-shot only")
     # 5. zero-shot: the paper's prompt (question + class list + "PLEASE ENSURE ... 'My choice is: '")
-    zero = score("zero-shot eval", [zero_shot_question(classes, k) for k in kinds]) if cfg.zero_shot and main else None
+    zero = (score("zero-shot eval", eval_questions(test_samples, classes, cfg.descriptive_text, zero_shot=True))
+            if (cfg.zero_shot or not tune) and main else None)
     accelerator.wait_for_everyone()
     # 6. label-word alignment of the new modules (emo_llama.align; not in the paper)
     t0 = time.perf_counter()
     align_losses = align_stage(model, cfg, out, [bank[str(s.media)] for s in train_samples],
                                [s.label for s in train_samples], [category_question(classes, s.kind)
-                                                                   for s in train_samples], classes, accelerator)
+                                                                   for s in train_samples], classes,
+                               accelerator) if tune else []
     align_seconds = time.perf_counter() - t0
     # 7. LoRA instruction tuning (Eq. 6)
     if cfg.gradient_checkpointing:
@@ -311,12 +323,14 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
         seq = model.make_batch([bank[i.media] for i in probe], [i.turns for i in probe])["input_ids"].shape[1]
         check_fits(model, per_device, seq, cfg.gradient_checkpointing, accelerator.device, log=accelerator.print)
     t0 = time.perf_counter()
-    result = train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after=stop_after)
+    result = (train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after=stop_after) if tune
+              else {"train_loss": [], "steps": 0, "step_times": [], "total_steps": 0})
     train_seconds = time.perf_counter() - t0
     done = RunResult({}, model, bank, test_samples, tuple(classes), zero, None, out)
     if main:
         # 8. evaluation with the tuned question, 9. the real-face check, 10. outputs
-        done.trained = trained = score("trained eval", [category_question(classes, k) for k in kinds])
+        done.trained = trained = (score("trained eval", eval_questions(test_samples, classes, cfg.descriptive_text))
+                                  if tune else zero)
         real = (real_face_check(model, extractor, classes, lambda k: category_question(classes, k),
                                 cfg.max_new_tokens) if cfg.real_faces and extractor is not None else None)
         model.save_pretrained(done.model_dir)
