@@ -239,3 +239,19 @@ def test_run_ablations_writes_every_arm_and_seed(tmp_path):
     assert (tmp_path / "abl" / "tab6.png").exists() and (tmp_path / "abl" / "tab8.png").exists()
     assert "t6_none" in ablations.comparison_table(results, 6) and "32.96" in ablations.comparison_table(results, 6)
     assert ablations.difference_vs_spread(results, 6).startswith("Tab. 6: UAR no instruction tuning -> category")
+
+
+def test_notebook_06_solutions_run(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / "06_ablations.py"
+    spec = importlib.util.spec_from_file_location("solutions_06", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    answers = module.solve(tiny_train_config(tmp_path / "unused"), seeds=2, output_dir=tmp_path / "sol")
+    assert answers["exercise_1"] == {"trainings": 7, "arms": 13,
+                                     "t6_none_from": "noface-nolmk-noagr-fim-category+conversation-resample"}
+    assert set(answers["exercise_2"]["arms"]) == {"t5_no_priors", "x_landmark_only"}
+    assert "x_landmark_only" not in ARMS  # the registry is left as the paper's
+    assert isinstance(answers["exercise_3"]["beyond_spread"], bool)
