@@ -212,7 +212,9 @@ def run_ablations(tables: Sequence[int] | str | None = None, seeds: int | Sequen
                 else:
                     scored, how = result.trained, "this run"
                 figures = headline(scored)
-                per_arm[arm.name].append({"seed": seed, **figures, "run": job.key, "source": how})
+                real = result.metrics.get("real_faces") if source == "trained" else None  # the trained model's
+                per_arm[arm.name].append({"seed": seed, **figures, "run": job.key, "source": how}
+                                         | ({"real_faces": f"{real['correct']}/{real['total']}"} if real else {}))
                 log(f"   {arm.name:<26} UAR {figures['uar']:.3f}  WAR {figures['war']:.3f}  acc {figures['acc']:.3f}")
             timings.append({"seed": seed, "run": job.key, "seconds": round(seconds, 1),
                             "with_rescoring_seconds": round(time.perf_counter() - t0, 1),
