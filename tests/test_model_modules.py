@@ -233,3 +233,18 @@ def test_label_mask_with_smollm2_chat_template():
     assert tok.decode(enc.input_ids[: labelled[0]]).endswith("<|im_start|>assistant\n")
     media = [i for i, m in enumerate(enc.media_mask) if m]
     assert len(media) == 3 and tok.decode(enc.input_ids[: media[0]]).endswith("AGR: x.\n")
+
+
+def test_batch_view_marks_frame_tokens_and_the_label_mask():
+    from emo_llama.model.prompting import batch_view
+
+    model = tiny_model()
+    feats = [synthetic_features(0, 1, frames=2), synthetic_features(1, 2)]
+    batch = model.make_batch(feats, [[(QUESTION, "abc")], [(QUESTION, "b")]])
+    view = batch_view(model.tokenizer, batch, row=1)  # the shorter row: its right padding is left out
+    assert len(view) == int(batch["attention_mask"][1].sum())
+    frames = [r["token"] for r in view if r["what"] != "text"]
+    assert frames == ["<F1:con>", "<F1:vis>", "<F1:lan>"]
+    assert "".join(r["token"] for r in view if r["trained"]) == "b<|im_end|>"
+    text = "".join(r["token"] for r in batch_view(model.tokenizer, batch, row=0))
+    assert "<F1:con><F1:vis><F1:lan><F2:con><F2:vis><F2:lan>" in text and "age: about 30 years" in text
