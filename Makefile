@@ -9,7 +9,7 @@ STAMP := $(VENV)/.setup-done
 # Tests and notebooks must never reach a model hub: a hidden download fails loudly.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup train test test-unit lint lab bench clean
+.PHONY: setup train ablations test test-unit lint lab bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,15 @@ train: setup
 	$(OFFLINE) EMO_LLAMA_PROGRESS=lines $(VENV)/bin/papermill notebooks/05_train.ipynb runs/05_train.ipynb \
 		-k python3 --log-output --no-progress-bar
 	$(OFFLINE) $(PY) -m emo_llama.run_summary runs/05_train --notebook runs/05_train.ipynb
+
+# The paper's ablations (Tab. 5-9), 3 seeds, on mini with the offline stack: notebook 06 sized for about an hour on
+# 2 cores (7 trainings per seed, ~2.5-3 min each: extrapolated from the small run committed in notebook 06)
+# (runs/06_ablations/results.json, tab5.png ... tab9.png, and the executed notebook runs/06_ablations.ipynb).
+ABLATION_SIZES := -p max_steps 30 -p align_steps 40 -p train_limit 0 -p eval_limit 112
+ablations: setup
+	mkdir -p runs
+	$(OFFLINE) EMO_LLAMA_PROGRESS=lines $(VENV)/bin/papermill notebooks/06_ablations.ipynb runs/06_ablations.ipynb \
+		-k python3 --log-output --no-progress-bar $(ABLATION_SIZES) -p output_dir runs/06_ablations
 
 lint: setup
 	$(VENV)/bin/ruff check emo_llama tests benchmarks scripts

@@ -47,7 +47,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from emo_llama.align import align_to_label_words
 from emo_llama.checkpoint import kill_point, latest_checkpoint, load_checkpoint, save_checkpoint
-from emo_llama.data import Sample, zero_shot_question
+from emo_llama.data import Sample
 from emo_llama.data.sampling import epoch_order
 from emo_llama.evaluate import evaluate, headline, no_face_report, save_plots, to_jsonable, unreadable_report
 from emo_llama.feature_store import LazyFeatures, extract_to_store
@@ -58,7 +58,14 @@ from emo_llama.progress import progress as progress_bar
 from emo_llama.real_check import real_face_check
 from emo_llama.recipes import DEFAULT_RECIPE, PAPER_DEFAULTS, RECIPES, apply_recipe  # noqa: F401
 from emo_llama.run_summary import summarise
-from emo_llama.train_data import TrainItem, build_items, category_question, item_weights, load_splits
+from emo_llama.train_data import (
+    TrainItem,
+    build_items,
+    category_question,
+    eval_questions,
+    item_weights,
+    load_splits,
+)
 from emo_llama.utils import resolve_device, seed_everything
 
 STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert")  # -> stack_options
@@ -351,7 +358,6 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     train_media = LazyFeatures(bank, [s.media for s in train_samples])  # read from the store on access
     fit_statistics(model, train_samples, bank, accelerator)
     test_media = LazyFeatures(bank, [s.media for s in test_samples])  # None: unreadable, scored as wrong
-    kinds = [s.kind for s in test_samples]
     if not cfg.resume:
         shutil.rmtree(out / "eval_progress", ignore_errors=True)
 
@@ -361,16 +367,21 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
                         paths=[s.media for s in test_samples], errors=errors, accelerator=accelerator,
                         progress_dir=eval_progress_dir(out, cfg, desc, questions, state))
 
+    # Tab. 6's first row: no instruction data means no tuning; the zero-shot model is what gets scored
+    tune = bool(items)
+    if not tune and main:
+        log("instruction_types is empty: no instruction tuning (no alignment, no LoRA steps); zero-shot only")
     # 5. zero-shot: the paper's prompt (question + class list + "PLEASE ENSURE ... 'My choice is: '")
-    zero = (score("zero-shot eval", [zero_shot_question(classes, k) for k in kinds], "untrained")
-            if cfg.zero_shot else None)
+    zero = (score("zero-shot eval", eval_questions(test_samples, classes, cfg.descriptive_text, zero_shot=True),
+                  "untrained") if cfg.zero_shot or not tune else None)
     zero = zero if main else None
     accelerator.wait_for_everyone()
     # 6. label-word alignment of the new modules (emo_llama.align; not in the paper)
     t0 = time.perf_counter()
     align_losses = align_stage(model, cfg, out, train_media,
                                [s.label for s in train_samples], [category_question(classes, s.kind)
-                                                                   for s in train_samples], classes, accelerator)
+                                                                   for s in train_samples], classes,
+                               accelerator) if tune else []
     align_seconds = time.perf_counter() - t0
     # 7. LoRA instruction tuning (Eq. 6)
     if cfg.gradient_checkpointing:
@@ -381,11 +392,13 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
         seq = model.make_batch([bank[i.media] for i in probe], [i.turns for i in probe])["input_ids"].shape[1]
         check_fits(model, per_device, seq, cfg.gradient_checkpointing, accelerator.device, log=accelerator.print)
     t0 = time.perf_counter()
-    result = train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after=stop_after)
+    result = (train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after=stop_after) if tune
+              else {"train_loss": [], "steps": 0, "step_times": [], "total_steps": 0})
     train_seconds = time.perf_counter() - t0
     done = RunResult({}, model, bank, test_samples, tuple(classes), zero, None, out)
-    # 8. evaluation with the tuned question (all processes, one share each)
-    trained = score("trained eval", [category_question(classes, k) for k in kinds], f"trained-{result['total_steps']}")
+    # 8. evaluation with the tuned question (all processes, one share each; no tuning: the zero-shot scores)
+    trained = (score("trained eval", eval_questions(test_samples, classes, cfg.descriptive_text),
+                     f"trained-{result['total_steps']}") if tune else zero)
     if main:
         # 9. the real-face check, 10. outputs
         done.trained = trained

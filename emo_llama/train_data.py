@@ -15,7 +15,12 @@ from pathlib import Path
 import torch
 
 from emo_llama.data import OfflineConversationGenerator, Sample, category_instruction, get_dataset
-from emo_llama.data.instructions import CATEGORY_QUESTIONS, class_list_text
+from emo_llama.data.instructions import (
+    CATEGORY_QUESTIONS,
+    class_list_text,
+    description_text,
+    zero_shot_question,
+)
 from emo_llama.data.sampling import inverse_frequency_weights
 from emo_llama.model.synthetic import synthetic_features
 
@@ -36,8 +41,14 @@ def record_turns(record: dict) -> list[tuple[str, str]]:
     return [(conv[i]["value"], conv[i + 1]["value"]) for i in range(0, len(conv) - 1, 2)]
 
 
+INSTRUCTION_TYPES = ("category", "conversation")  # Tab. 6; an empty choice means no instruction tuning
+
+
 def build_items(samples, classes, cfg: TrainConfig, agr_of: Callable[[object], str]) -> list[TrainItem]:
     """Category records (half ending with the zero-shot guard and 'My choice is: ...') + conversations."""
+    unknown = sorted(set(cfg.instruction_types) - set(INSTRUCTION_TYPES))
+    if unknown:
+        raise ValueError(f"instruction_types {unknown}: choose from {INSTRUCTION_TYPES} (none: zero-shot only)")
     rng = random.Random(cfg.seed)
     items = []
     if "category" in cfg.instruction_types:
@@ -94,8 +105,10 @@ def load_splits(cfg: TrainConfig):
     a missing dataset raises the loader's clear error before anything is built."""
     if cfg.dataset == "synthetic":
         return synthetic_splits(cfg)
-    train = get_dataset(cfg.dataset, root=cfg.data_root, split="train", fold=cfg.fold)
-    test = get_dataset(cfg.dataset, root=cfg.data_root, split="test", fold=cfg.fold)
+    # Tab. 8: MAFW's captions live in its with_caption lists, read only when asked (mini always has them)
+    options = {"captions": True} if cfg.descriptive_text and cfg.dataset.lower() == "mafw" else {}
+    train = get_dataset(cfg.dataset, root=cfg.data_root, split="train", fold=cfg.fold, **options)
+    test = get_dataset(cfg.dataset, root=cfg.data_root, split="test", fold=cfg.fold, **options)
     train_samples = train.samples[: cfg.train_limit] if cfg.train_limit else train.samples
     test_samples = test.samples[: cfg.eval_limit] if cfg.eval_limit else test.samples
     return train.classes, train_samples, test_samples, None
@@ -104,3 +117,16 @@ def load_splits(cfg: TrainConfig):
 def category_question(classes, media: str = "image") -> str:
     """After training: the category instruction the model was tuned on (phrasing 0), without the guard."""
     return CATEGORY_QUESTIONS[0].format(media=media, classes=class_list_text(classes))
+
+
+def eval_questions(samples, classes, descriptive_text: bool = False, zero_shot: bool = False) -> list[str]:
+    """The question each test sample is asked: the tuned category question (or the paper's zero-shot prompt),
+    preceded by the sample's descriptive text when `descriptive_text` is on (Tab. 8: text at inference),
+    in the same place training questions carry it."""
+    questions = []
+    for s in samples:
+        media = "video" if s.kind == "video" else "image"
+        question = zero_shot_question(classes, media) if zero_shot else category_question(classes, media)
+        text = description_text(s) if descriptive_text else None
+        questions.append(f"{text}\n{question}" if text else question)
+    return questions

@@ -126,17 +126,30 @@ def test_label_mask_token_by_token():
 
 
 def test_loss_ignores_everything_but_answers():
-    model = tiny_model()
-    feats = [synthetic_features(0, 1)]
-    a = model.make_batch(feats, [[(QUESTION, "abc")]])
-    b = model.make_batch(feats, [[(QUESTION.replace("a, b", "x, y"), "abc")]])
+    # Eq. 6 computed by hand from the full logits: next-token cross-entropy at the answer positions only,
+    # mean per sample, then over samples. (Two samples of different lengths: padding must not count either.)
+    model = tiny_model().eval()
+    feats = [synthetic_features(0, 1), synthetic_features(1, 2, frames=2)]
+    batch = model.make_batch(feats, [[(QUESTION, "abc")], [(QUESTION + " Be brief.", "b")]])
     with torch.no_grad():
-        loss_a = model(a)
-        model.llm.get_input_embeddings().weight[ord("x") + 3] += 1.0  # change a question-token embedding
-        assert not torch.equal(model(b), loss_a)
-        labels = a["labels"].clone()
-        labels[labels != IGNORE_INDEX] = IGNORE_INDEX
-        assert float(model(a | {"labels": labels})) == 0.0  # no answer tokens -> no loss
+        loss, logits = model(batch), model.logits(batch)
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE_INDEX
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets.clamp(min=0),
+                                                  reduction="none")
+    expected = ((per_token * keep).sum(1) / keep.sum(1)).mean()
+    assert torch.allclose(loss, expected, atol=1e-5)
+    # The same formula over every real (non-padding) token would be a different number: the mask matters.
+    real = batch["attention_mask"][:, 1:].bool()
+    every = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), batch["input_ids"][:, 1:],
+                                              reduction="none")
+    assert not torch.allclose(loss, ((every * real).sum(1) / real.sum(1)).mean(), atol=1e-3)
+    assert keep.sum(1).tolist() == [len(model.tokenizer("abc<|im_end|>", add_special_tokens=False)["input_ids"]),
+                                    len(model.tokenizer("b<|im_end|>", add_special_tokens=False)["input_ids"])]
+    labels = batch["labels"].clone()
+    labels[labels != IGNORE_INDEX] = IGNORE_INDEX
+    with torch.no_grad():
+        assert float(model(batch | {"labels": labels})) == 0.0  # no answer tokens -> no loss
 
 
 def test_frozen_new_modules_get_no_gradient():
@@ -220,3 +233,18 @@ def test_label_mask_with_smollm2_chat_template():
     assert tok.decode(enc.input_ids[: labelled[0]]).endswith("<|im_start|>assistant\n")
     media = [i for i, m in enumerate(enc.media_mask) if m]
     assert len(media) == 3 and tok.decode(enc.input_ids[: media[0]]).endswith("AGR: x.\n")
+
+
+def test_batch_view_marks_frame_tokens_and_the_label_mask():
+    from emo_llama.model.prompting import batch_view
+
+    model = tiny_model()
+    feats = [synthetic_features(0, 1, frames=2), synthetic_features(1, 2)]
+    batch = model.make_batch(feats, [[(QUESTION, "abc")], [(QUESTION, "b")]])
+    view = batch_view(model.tokenizer, batch, row=1)  # the shorter row: its right padding is left out
+    assert len(view) == int(batch["attention_mask"][1].sum())
+    frames = [r["token"] for r in view if r["what"] != "text"]
+    assert frames == ["<F1:con>", "<F1:vis>", "<F1:lan>"]
+    assert "".join(r["token"] for r in view if r["trained"]) == "b<|im_end|>"
+    text = "".join(r["token"] for r in batch_view(model.tokenizer, batch, row=0))
+    assert "<F1:con><F1:vis><F1:lan><F2:con><F2:vis><F2:lan>" in text and "age: about 30 years" in text

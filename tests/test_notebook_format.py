@@ -118,9 +118,9 @@ def test_refresh_script_writes_that_kernelspec():
     assert dict(module.clean(nb).metadata.kernelspec) == _make_setup_kernelspec()
 
 
-# 05's committed outputs predate save_plots leaving the backend alone; it is re-run with the final `mini`.
-# strict: once refreshed, this xfail fails and must go.
-_STALE_FIGURES = {"05_train.ipynb"}
+# Notebooks whose committed outputs predate a fix and still need a refresh (strict: a refreshed one must leave).
+# 05 was refreshed with its new "one batch as the LLM sees it" cells.
+_STALE_FIGURES: set[str] = set()
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="outputs to refresh"))

@@ -76,3 +76,21 @@ def test_02_explorer_figure_lives_only_under_its_controls(tmp_path):
     nb = nbformat.read(out, as_version=4)
     explorer = [c for _, c in plotting_cells(nb) if "face_explorer(" in c.source]
     assert len(explorer) == 1 and not has_image(explorer[0].outputs)
+
+
+def test_06_ablations_tiny_run(tmp_path):
+    # The tiny stack (random weights, seconds) on a few mini samples: every table's arms, 2 seeds, figures shown.
+    out_dir = tmp_path / "abl"
+    _papermill("06_ablations.ipynb", tmp_path / "06.ipynb", stack="tiny", seeds=2, max_steps=1, align_steps=1,
+               batch_size=2, train_limit=14, eval_limit=7, output_dir=str(out_dir))
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["tables"] == [5, 6, 7, 8, 9] and len(results["arms"]) == 13
+    assert len(results["runs"]) == 7 * 2  # 13 arms share 7 trainings per seed
+    for name, arm in results["arms"].items():
+        assert [s["seed"] for s in arm["per_seed"]] == [0, 1] and arm["paper"], name
+    for table in (5, 6, 7, 8, 9):
+        assert (out_dir / f"tab{table}.png").exists()
+    _assert_figures_shown(tmp_path / "06.ipynb")
+    text = (tmp_path / "06.ipynb").read_text()
+    for table in (5, 6, 7, 8, 9):
+        assert f"Tab. {table}: " in text  # the comparison table and the sentence on difference vs seed spread

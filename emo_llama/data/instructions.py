@@ -33,6 +33,13 @@ def class_list_text(classes: Sequence[str]) -> str:
     return ", ".join(classes)
 
 
+def description_text(sample: Sample) -> str | None:
+    """The sample's descriptive text as questions carry it (Tab. 8), or None when it has no caption."""
+    if not sample.caption:
+        return None
+    return f"Description of the {'video' if sample.kind == 'video' else 'image'}: {sample.caption}"
+
+
 def zero_shot_question(classes: Sequence[str], media: str = "image") -> str:
     """The paper's zero-shot evaluation prompt: the question, the class list, then the format guard."""
     return f"{CATEGORY_QUESTIONS[0].format(media=media, classes=class_list_text(classes))} {ZERO_SHOT_SUFFIX}"
@@ -64,7 +71,7 @@ def category_instruction(sample: Sample, classes: Sequence[str], *, rng: random.
             raise ValueError(f"agr must be built with agr_prompt() and start with {AGR_PREFIX!r}")
         parts.append(agr)
     if use_caption and sample.caption:
-        parts.append(f"Description of the {media}: {sample.caption}")
+        parts.append(description_text(sample))
     parts.append(question)
     style = answer_style or ("choice" if zero_shot else "word")
     answer = f"My choice is: {sample.label}" if style == "choice" else sample.label

@@ -123,3 +123,28 @@ def splice_media(inputs_embeds: torch.Tensor, media_mask: torch.Tensor, frame_to
     if int(media_mask.sum()) != frame_tokens.shape[0]:
         raise ValueError(f"{int(media_mask.sum())} media positions but {frame_tokens.shape[0]} frame tokens")
     return inputs_embeds.masked_scatter(media_mask.unsqueeze(-1), frame_tokens.to(inputs_embeds.dtype))
+
+
+FRAME_TOKEN_NAMES = ("context", "visual", "landmark")  # per frame, in this order (EmoLlama.frame_tokens)
+
+
+def batch_view(tokenizer, batch: dict[str, torch.Tensor], row: int = 0, tokens_per_frame: int = 3) -> list[dict]:
+    """One row of a batch as the LLM reads it, position by position (padding left out).
+
+    Each entry: `pos`; `token` (the text piece, or `<F2:vis>` where frame 2's visual token is spliced in);
+    `what` ("text" or e.g. "frame 2 visual"); `trained` (True where Eq. 6 computes a loss: the answer tokens).
+    """
+    ids, labels = batch["input_ids"][row].tolist(), batch["labels"][row].tolist()
+    media, real = batch["media_mask"][row].tolist(), batch["attention_mask"][row].tolist()
+    names, k, rows = FRAME_TOKEN_NAMES[:tokens_per_frame], 0, []
+    for pos, (token_id, label, is_media, keep) in enumerate(zip(ids, labels, media, real)):
+        if not keep:
+            continue
+        if is_media:
+            frame, j = divmod(k, tokens_per_frame)
+            k += 1
+            text, what = f"<F{frame + 1}:{names[j][:3]}>", f"frame {frame + 1} {names[j]}"
+        else:
+            text, what = tokenizer.decode([token_id]), "text"
+        rows.append({"pos": pos, "token": text, "what": what, "trained": label != IGNORE_INDEX})
+    return rows
