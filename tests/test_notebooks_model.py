@@ -45,7 +45,7 @@ def test_05_train_short_run(tmp_path, monkeypatch):
     _assert_figures_shown(tmp_path / "05.ipynb")
     nb = nbformat.read(tmp_path / "05.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    for stage in ("frozen features (cached on disk): 32/32", "zero-shot eval:", "label-word alignment: 4/4",
+    for stage in ("frozen features -> store (process 0)", "zero-shot eval:", "label-word alignment: 4/4",
                   "LoRA training: 3/3 (100%)", "trained eval:", "== run finished", "metrics.json"):
         assert stage in printed, stage
 
