@@ -141,6 +141,34 @@ def validate_crops(crops, device: torch.device | str = "cpu", min_side: int = MI
     return crops.clamp(0.0, 1.0)
 
 
+class ExpressionNet(nn.Module):
+    """A frozen classical expression classifier (face-api's, FER's): forward(crops) -> (B, 7)
+    probabilities over `classes`; `predict(crops)` -> [(label, prob), ...]. Subclasses set `net`,
+    `classes`, `flip_average` and turn crops into the net's input in `net_input`."""
+
+    classes: tuple[str, ...]
+    flip_average: bool
+
+    def net_input(self, crops: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        device = next(self.net.parameters()).device
+        crops = validate_crops(crops, device)  # same checks as the expert
+        if crops.shape[0] == 0:
+            return torch.zeros(0, len(self.classes), device=device)
+        with torch.no_grad():
+            x = self.net_input(crops)
+            probs = self.net(x).softmax(-1)
+            if self.flip_average:
+                probs = (probs + self.net(x.flip(-1)).softmax(-1)) / 2
+        return probs
+
+    def predict(self, crops: torch.Tensor) -> list[tuple[str, float]]:
+        probs = self(crops)
+        return [(self.classes[int(p.argmax())], float(p.max())) for p in probs]
+
+
 class FacialExpert(nn.Module):
     """Base class: validates crops, then `_run` does the backend's work. Frozen and in eval mode.
 

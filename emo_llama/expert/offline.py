@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ExpertOutput, FacialExpert, validate_crops
+from .base import ExpertOutput, ExpressionNet, FacialExpert
 from .faceapi import (
     EXPRESSIONS,
     INPUT_SIZE,
@@ -136,7 +136,7 @@ class OfflineExpert(FacialExpert):
         )
 
 
-class ExpressionClassifier(nn.Module):
+class ExpressionClassifier(ExpressionNet):
     """face-api's 7-class expression net: the classical FER baseline later notebooks compare against.
 
     forward(crops) -> probabilities (B, 7) over `classes`; `predict(crops)` -> [(label, prob), ...].
@@ -154,18 +154,5 @@ class ExpressionClassifier(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        device = next(self.net.parameters()).device
-        crops = validate_crops(crops, device)  # same checks as the expert
-        if crops.shape[0] == 0:
-            return torch.zeros(0, len(self.classes), device=device)
-        with torch.no_grad():
-            x, _, _ = self.prepare(crops)
-            probs = self.net(x).softmax(-1)
-            if self.flip_average:
-                probs = (probs + self.net(x.flip(-1)).softmax(-1)) / 2
-        return probs
-
-    def predict(self, crops: torch.Tensor) -> list[tuple[str, float]]:
-        probs = self(crops)
-        return [(self.classes[int(p.argmax())], float(p.max())) for p in probs]
+    def net_input(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.prepare(crops)[0]

@@ -126,23 +126,17 @@ def byte_tokenizer(style: str = "chatml"):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    if style == "vicuna":
-        vocab = {"</s>": 0, "<s>": 1, "<unk>": 2}
-        for ch in sorted(alphabet):
-            vocab[ch] = len(vocab)
-        core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-        core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-        core.decoder = decoders.ByteLevel()
-        tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", bos_token="<s>", unk_token="<unk>")
-        tok.add_special_tokens({"additional_special_tokens": ["</s>", "<s>"]})
-        return tok
-    vocab = {"<|im_end|>": 0, "<|im_start|>": 1, "[PAD]": 2}
-    for ch in sorted(alphabet):
+    specials = ["</s>", "<s>", "<unk>"] if style == "vicuna" else ["<|im_end|>", "<|im_start|>", "[PAD]"]
+    vocab = {token: i for i, token in enumerate(specials)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
         vocab[ch] = len(vocab)
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
+    if style == "vicuna":
+        tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", bos_token="<s>", unk_token="<unk>")
+        tok.add_special_tokens({"additional_special_tokens": ["</s>", "<s>"]})
+        return tok
     tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", bos_token="<|im_start|>",
                                   pad_token="<|im_end|>")
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
