@@ -18,10 +18,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _papermill(name: str, out: Path, **params) -> None:
+    """Execute a notebook headless. nbclient occasionally never sees a widget cell finish (an idle kernel,
+    an endless wait; seen with ipywidgets' interactive_output in 02 and 03): a cell gets a timeout and
+    the run one retry, so such a hang costs minutes and is not mistaken for a failure of the notebook."""
     import papermill
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    papermill.execute_notebook(str(ROOT / "notebooks" / name), str(out), parameters=params, kernel_name="python3",
-                               cwd=str(ROOT), progress_bar=False, log_output=True)
+    for attempt in (1, 2):
+        try:
+            papermill.execute_notebook(str(ROOT / "notebooks" / name), str(out), parameters=params,
+                                       kernel_name="python3", cwd=str(ROOT), progress_bar=False, log_output=True,
+                                       execution_timeout=600)
+            return
+        except Exception as err:  # nbclient's CellTimeoutError (papermill may wrap it)
+            if attempt == 2 or "timeout" not in f"{type(err).__name__} {err}".lower():
+                raise
 
 
 def _assert_figures_shown(path: Path) -> None:
