@@ -161,16 +161,14 @@ class FeatureExtractor:
                 out.append(None)
         return out
 
-    def crops(self, frames: list[np.ndarray], size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Face crops (T, 3, S, S) in [0, 1] (S: `size`, default crop_size) and found flags; no face ->
-        the centre square of the frame."""
-        size = size or self.crop_size
-        if self._cropper is None or self._cropper.config.size != size:
-            self._cropper = FaceCropper(margin=self.margin, size=size, device=self.device)
+    def crops(self, frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Face crops (T, 3, S, S) in [0, 1] and found flags; no face -> the centre square of the frame."""
+        if self._cropper is None:
+            self._cropper = FaceCropper(margin=self.margin, size=self.crop_size, device=self.device)
         results = self._cropper.crop(frames)
         crops, found = [], []
         for frame, res in zip(frames, results):
-            crop = res.crop if res.found else _centre_square(frame, size)
+            crop = res.crop if res.found else _centre_square(frame, self.crop_size)
             crops.append(torch.from_numpy(np.array(crop, copy=True)).permute(2, 0, 1).float() / 255.0)
             found.append(bool(res.found))
         return torch.stack(crops), torch.tensor(found)
@@ -180,9 +178,7 @@ class FeatureExtractor:
         vision_input="face" the face crop, framed like mini's images (the offline stack: see stacks.py)."""
         size = self.vision.input_size
         if self.stack_options.get("vision_input", "frame") == "face":
-            if crops.shape[-1] >= size:
-                return F.interpolate(crops, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            return self.crops(frames, size)[0]  # re-crop at the encoder's resolution rather than upscale
+            return F.interpolate(crops, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return torch.stack([torch.from_numpy(np.array(f, copy=True)).permute(2, 0, 1).float() / 255.0
                             for f in (_resize(f, size) for f in frames)])
 

@@ -19,19 +19,13 @@ import numpy as np
 from scipy import ndimage
 from skimage.draw import line_aa
 
+from emo_llama.data.au_warp import face_frame
+
 # AUs that can part the lips: the gap between the inner lips is then rendered as a mouth interior.
 OPENING_AUS = (10, 16, 20, 25, 26, 27)
 UPPER_INNER = [60, 61, 62, 63, 64]
 LOWER_INNER = [60, 67, 66, 65, 64]
 INNER_MOUTH = list(range(60, 68))
-
-
-def _frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    eye_r, eye_l = landmarks[36:42].mean(0), landmarks[42:48].mean(0)
-    axis = eye_l - eye_r
-    dist = float(np.linalg.norm(axis))
-    u = axis / dist
-    return u, np.array([-u[1], u[0]]), dist
 
 
 def _skin_level(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -46,7 +40,7 @@ def paint_mouth(image: np.ndarray, landmarks: np.ndarray, aus: Mapping[int, floa
     """Render the opening between the inner lips (float image in, float image out)."""
     if not any(aus.get(a, 0) > 0 for a in OPENING_AUS):
         return image
-    u, v, dist = _frame(landmarks)
+    u, v, dist, _ = face_frame(landmarks)
     centre = landmarks[INNER_MOUTH].mean(0)
     rel_up = (landmarks[UPPER_INNER] - centre) @ np.stack([u, v], 1)
     rel_lo = (landmarks[LOWER_INNER] - centre) @ np.stack([u, v], 1)
@@ -108,7 +102,7 @@ def _curve(p0, p1, p2, n: int = 12) -> np.ndarray:
 
 def _wrinkle_lines(landmarks: np.ndarray, aus: Mapping[int, float]) -> list[tuple[np.ndarray, float]]:
     """(polyline in pixels, darkness) for every fold the active AUs create."""
-    u, v, dist = _frame(landmarks)
+    u, v, dist, _ = face_frame(landmarks)
     lines: list[tuple[np.ndarray, float]] = []
     lm = landmarks
     brow_mid = (lm[21] + lm[22]) / 2
@@ -155,7 +149,7 @@ def paint_wrinkles(image: np.ndarray, landmarks: np.ndarray, aus: Mapping[int, f
     if not lines:
         return image
     h, w = image.shape[:2]
-    _, _, dist = _frame(landmarks)
+    _, _, dist, _ = face_frame(landmarks)
     shade = np.zeros((h, w))
     for pts, darkness in lines:
         pts = np.round(pts).astype(int)

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import ndimage
 
-from emo_llama.data.au_appearance import paint_mouth, paint_wrinkles
-
 # iBUG-68 index groups (image-left = subject's right).
 BROW_R, BROW_L = list(range(17, 22)), list(range(22, 27))  # outer -> inner, inner -> outer
 UPPER_LID = [37, 38, 43, 44]
@@ -160,6 +158,8 @@ def warp_face(image: np.ndarray, landmarks: np.ndarray, aus: Mapping[int, float]
     out = np.stack([ndimage.map_coordinates(image[..., c].astype(np.float64), coords, order=1, mode="reflect")
                     for c in range(image.shape[2])], -1)
     out_landmarks = moved if pose is None else moved @ pose[:, :2].T + pose[:, 2]
+    from emo_llama.data.au_appearance import paint_mouth, paint_wrinkles  # it builds on face_frame above
+
     out = paint_wrinkles(paint_mouth(out, out_landmarks, aus), out_landmarks, aus)
     out = np.clip(out * brightness, 0, 255)
     return out.round().astype(np.uint8), out_landmarks
