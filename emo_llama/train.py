@@ -66,7 +66,7 @@ from emo_llama.train_data import (
     item_weights,
     load_splits,
 )
-from emo_llama.utils import resolve_device, seed_everything
+from emo_llama.utils import flush_denormals, resolve_device, seed_everything
 
 STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert")  # -> stack_options
 
@@ -316,6 +316,7 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     stop_after: stop the LoRA loop (as if killed) after this many steps (resume tests).
     """
     cfg = apply_recipe(cfg)
+    flush_denormals()  # training on CPU slows ~10x without it (see emo_llama.utils.flush_denormals)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.device)

@@ -83,6 +83,21 @@ def test_same_seed_same_bytes_and_pixels(small_mini, tmp_path):
         assert np.array_equal(np.stack(load_frames(sa.media)), np.stack(load_frames(sb.media)))
 
 
+def test_only_split_renders_that_split_exactly_as_the_full_build(small_mini, tmp_path):
+    # benchmarks/mini_gate_spread.py relies on this to score the gate of many seeds cheaply.
+    root, _ = small_mini
+    part = tmp_path / "test_only"
+    build_mini(part, seed=0, only_split="test", **SMALL)
+    label_file = "images/EmoLabel/list_patition_label.txt"
+    full = [line for line in (root / label_file).read_text().splitlines() if line.startswith("test_")]
+    assert full and (part / label_file).read_text().splitlines() == full
+    a, b = load_mini(root, split="test"), load_mini(part, split="test")
+    assert len(a.samples) == len(b.samples) > len(full)  # the images and the clips
+    for sa, sb in zip(a.samples, b.samples):
+        assert sa.label == sb.label
+        assert np.array_equal(np.stack(load_frames(sa.media)), np.stack(load_frames(sb.media)))
+
+
 def test_mtcnn_finds_the_synthesised_faces(small_mini):
     from emo_llama.data.sanity import detection_rate, first_frames
 

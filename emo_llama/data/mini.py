@@ -168,11 +168,13 @@ def make_judge(name: str | None):
 def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identities: int | None = None,
                test_fraction: float = 0.2, images_per_class: int = 1, colour_images_per_class: int = 4,
                videos_per_identity: int = 2, frames_range: tuple[int, int] = (4, 6), judge: str | None = JUDGE,
-               candidates: int = 4, progress: bool = True) -> dict:
-    """Write mini into `out_dir` (replacing what is there) and return its BUILD_INFO."""
-    from tqdm.auto import tqdm
+               candidates: int = 4, only_split: str | None = None, progress: bool = True) -> dict:
+    """Write mini into `out_dir` (replacing what is there) and return its BUILD_INFO.
 
+    only_split="test" renders only that split's identities, each exactly as the full build renders it
+    (benchmarks/mini_gate_spread.py measures the validity gate over seeds this way)."""
     from emo_llama.data.mini_sources import load_identities
+    from emo_llama.progress import progress as progress_bar
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -191,8 +193,10 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
     video_slot = {"train": 0, "test": 0}
     agreed: dict[str, list[bool]] = {}
     clip_no = 0
-    for ii, ident in enumerate(tqdm(identities, desc="mini", disable=not progress)):
+    for ii, ident in enumerate(progress_bar(identities, desc="mini", disable=not progress)):
         split = split_of[ident.name]
+        if only_split is not None and split != only_split:
+            continue
         copies = colour_images_per_class if not ident.name.startswith("lfw") else images_per_class
         for ci, label in enumerate(MINI_CLASSES):
             for k in range(copies):
