@@ -29,7 +29,14 @@ def trained(out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(out / "model" / "trainable.safetensors"))
 
 
+def _subnormals_flushed() -> bool:
+    # 5e-324 is the smallest float64 subnormal; with flushing on, it cannot survive an operation
+    return (torch.tensor([5e-324], dtype=torch.float64) * 1.0).item() == 0.0
+
+
 def test_training_lowers_the_loss(tmp_path):
+    torch.set_flush_denormal(False)
+    assert not _subnormals_flushed()
     result = run(tiny_config(tmp_path, max_steps=30, lr=1e-2, instruction_types=("category",), zero_shot=True,
                              eval_limit=3), log=lambda s: None)
     assert isinstance(result, RunResult) and not any(k.startswith("_") for k in result.metrics)
@@ -43,6 +50,8 @@ def test_training_lowers_the_loss(tmp_path):
     assert saved["steps"] == 30 and (tmp_path / "loss.png").exists() and (tmp_path / "confusion.png").exists()
     assert len((tmp_path / "train_log.jsonl").read_text().splitlines()) == 30
     assert len(saved["align_loss"]) == 3 and saved["config"]["align_steps"] == 3
+    # run() flushes subnormal floats: without it alignment slowed 10x on CPU (benchmarks/bench_denormals.py)
+    assert _subnormals_flushed()
 
 
 def test_resume_after_interruption_equals_uninterrupted(tmp_path):
