@@ -69,8 +69,10 @@ def item_weights(items: list[TrainItem], resample: bool, conversation_share: flo
     inverse-frequency by label when `resample` (the paper resamples category data only, Tab. 9)."""
     category = [i.label for i in items if i.task == "category"]
     n_cat, n_conv = len(category), len(items) - len(category)
-    if n_cat == 0 or n_conv == 0:
-        conversation_share = 0.0 if n_conv == 0 else 1.0
+    if n_cat == 0 or (n_conv == 0 and not resample):
+        return None  # one kind of item and nothing to resample: plain shuffling (Tab. 9's "off" row)
+    if n_conv == 0:
+        conversation_share = 0.0
     elif not resample and abs(conversation_share - n_conv / len(items)) < 1e-9:
         return None  # plain shuffling
     balanced = iter(inverse_frequency_weights(category, total=1.0).tolist() if resample and category else [])
