@@ -261,3 +261,15 @@ def test_notebook_06_solutions_run(tmp_path):
     assert set(answers["exercise_2"]["arms"]) == {"t5_no_priors", "x_landmark_only"}
     assert "x_landmark_only" not in ARMS  # the registry is left as the paper's
     assert isinstance(answers["exercise_3"]["beyond_spread"], bool)
+
+
+def test_comparison_table_shows_each_seeds_real_face_figure():
+    seeds = [{"seed": s, "uar": 0.3, "war": 0.3, "acc": 0.3, "real_faces": f"{s}/14"} for s in range(3)]
+    bare = [{k: v for k, v in s.items() if k != "real_faces"} for s in seeds]
+    results = {"seeds": [0, 1, 2], "config": {"dataset": "mini"},
+               "arms": {"t7_pool_concat": ablations.summarise_arm(ARMS["t7_pool_concat"], seeds),
+                        "t7_fim": ablations.summarise_arm(ARMS["t7_fim"], bare)}}
+    rows = {line.split("|")[1].strip(): line for line in ablations.comparison_table(results, 7).splitlines()
+            if line.startswith("| `")}
+    assert rows["`t7_pool_concat`"].rstrip().endswith("| 0/14, 1/14, 2/14 |")
+    assert rows["`t7_fim`"].rstrip().endswith("| - |")  # run without the check: a dash, not an empty claim
