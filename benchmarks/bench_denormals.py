@@ -23,7 +23,7 @@ class _Enough(Exception):
 
 
 def _align_step_times(flush: bool, steps: int, out_dir: str, queue) -> None:
-    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
 
     import emo_llama.train as train
 
@@ -36,7 +36,7 @@ def _align_step_times(flush: bool, steps: int, out_dir: str, queue) -> None:
         if len(stamps) > steps:
             raise _Enough
 
-    torch.optim.optimizer.register_optimizer_step_post_hook(after_step)
+    register_optimizer_step_post_hook(after_step)
     cfg = train.TrainConfig(output_dir=out_dir, zero_shot=False, real_faces=False, align_steps=max(100, steps),
                             resume=False, progress=False)
     try:
@@ -57,7 +57,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             proc = ctx.Process(target=_align_step_times, args=(flush, args.steps, tmp, queue))
             proc.start()
-            times = queue.get()
+            times = queue.get(timeout=1800)  # the child died if nothing comes: see its traceback above
             proc.join()
         first, last = sum(times[:10]) / 10, sum(times[-10:]) / 10
         ratios[flush] = last / first
