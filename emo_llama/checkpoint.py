@@ -4,7 +4,8 @@ Data order is a pure function of (seed, epoch), so the step number is the whole 
 Optimizer and scheduler states are plain tensors/numbers: saved with torch.save, read with
 weights_only=True. RNG states are plain JSON (Python's and NumPy's integer state vectors) and
 safetensors (torch's byte states): nothing is ever evaluated or unpickled. Only the newest `keep`
-checkpoints are kept.
+checkpoints are kept. Under FSDP the same files hold the gathered (full) weights and the optimizer state keyed by
+parameter name (torch.distributed.checkpoint's full state dict; `emo_llama.sharding`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from emo_llama.sharding import is_sharded, load_optimizer_state, load_trainable_state, optimizer_state
 
 
 def rng_state() -> dict:
@@ -57,9 +60,12 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, losses
         torch_rng["cuda"] = torch.cuda.get_rng_state()
     save_file(torch_rng, str(path / f"rng-torch-{rank}.safetensors"))
     (path / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
+    sharded = is_sharded(model)  # FSDP: gathering weights and optimizer state is a collective: every rank joins
+    weights = model.trainable_state_dict() if sharded or rank == 0 else None
+    optim = optimizer_state(model, optimizer) if sharded else optimizer.state_dict() if rank == 0 else None
     if rank == 0:
-        save_file(model.trainable_state_dict(), str(path / "trainable.safetensors"))
-        torch.save(optimizer.state_dict(), path / "optimizer.pt")
+        save_file(weights, str(path / "trainable.safetensors"))
+        torch.save(optim, path / "optimizer.pt")
         torch.save(scheduler.state_dict(), path / "scheduler.pt")
         (path / "trainer_state.json").write_text(json.dumps({"step": step, "train_loss": losses}))
     if barrier is not None:
@@ -77,8 +83,13 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> tuple[int, list[float]]:
-    model.load_trainable(path / "trainable.safetensors")
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+    if is_sharded(model):  # FSDP: every rank reads the full state and keeps its slice
+        load_trainable_state(model, load_file(str(path / "trainable.safetensors")))
+        load_optimizer_state(model, optimizer, optim)
+    else:
+        model.load_trainable(path / "trainable.safetensors")
+        optimizer.load_state_dict(optim)
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
     rank_file = path / f"rng-{rank}.json"
     if rank_file.exists():

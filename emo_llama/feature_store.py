@@ -18,8 +18,10 @@ Chunk c of the plan belongs to process c % world: the share does not depend on w
 
 Storage dtype: vision and face tokens (nearly all the bytes) are float16 unless a value would overflow
 it (then that chunk keeps float32); landmarks, age and gender stay float32, masks bool, crops uint8.
-Reads return float32 tensors, so the model computes in the same dtype as before. The loss, measured
-by `benchmarks/bench_scale.py --fp16-check`: relative error at most 2**-11 per value (fp16's rounding).
+Reads return float32 tensors, so the model computes in the same dtype as before. The loss, measured on
+mini test with the offline stack by `benchmarks/bench_fp16_store.py`: relative error at most 4.9e-4 per token
+value (fp16's rounding, 2**-11), nothing flushed to zero, and a trained model's 216 answers identical to those
+from fp32 tokens, at 302 instead of 542 KiB per sample on disk.
 """
 
 from __future__ import annotations

@@ -27,10 +27,12 @@ def device_capacity(device: torch.device) -> int:
         return 0
 
 
-def estimate(model, batch: int, seq_len: int, checkpointing: bool, compute_bytes: int = 2) -> dict[str, float]:
-    """GiB per part for one optimizer step of `model` (an EmoLlama) at `batch` x `seq_len` tokens per device."""
+def estimate(model, batch: int, seq_len: int, checkpointing: bool, compute_bytes: int = 2,
+             shards: int = 1) -> dict[str, float]:
+    """GiB per part for one optimizer step of `model` (an EmoLlama) at `batch` x `seq_len` tokens per device.
+    shards: FSDP's process count (the LLM's weights, gradients and AdamW moments are split that many ways)."""
     params = list(model.named_parameters())
-    weights = sum(p.numel() * p.element_size() for _, p in params)
+    weights = sum(p.numel() * p.element_size() for _, p in params) / shards  # the frozen encoders are not sharded
     for part in ("vision", "expert"):
         module = getattr(model.stack, part, None)
         if module is not None:
@@ -44,16 +46,16 @@ def estimate(model, batch: int, seq_len: int, checkpointing: bool, compute_bytes
     full = layers * per_layer
     ckpt = layers * 2 * b_s * h * compute_bytes / 2 + per_layer
     gib = 1024 ** 3
-    return {"weights": weights / gib, "gradients + AdamW (fp32)": 12 * trainable / gib,
+    return {"weights": weights / gib, "gradients + AdamW (fp32)": 12 * trainable / shards / gib,
             "activations (no checkpointing)": full / gib, "activations (checkpointing)": ckpt / gib,
             "trainable_params": trainable}
 
 
 def check_fits(model, batch: int, seq_len: int, checkpointing: bool, device: torch.device,
-               log=print, headroom: float = 0.9) -> dict[str, float]:
+               log=print, headroom: float = 0.9, shards: int = 1) -> dict[str, float]:
     """Print the estimate; raise MemoryError with what to change when it exceeds `headroom` of the device."""
     parts = estimate(model, batch, seq_len, checkpointing,
-                     compute_bytes=2 if device.type == "cuda" else 4)
+                     compute_bytes=2 if device.type == "cuda" else 4, shards=shards)
     act = parts["activations (checkpointing)" if checkpointing else "activations (no checkpointing)"]
     total = parts["weights"] + parts["gradients + AdamW (fp32)"] + act
     capacity = device_capacity(device) / 1024 ** 3

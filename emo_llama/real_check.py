@@ -9,6 +9,7 @@ nobody here trained, answers the same items as the classical baseline.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +19,13 @@ from emo_llama.data.real_faces import RealFace, real_face_set
 
 
 def _baseline_predictions(items: Sequence[RealFace], classes: Sequence[str]) -> list[str | None]:
-    """face-api's expression net on the MTCNN crop (a video: its frames' mean probabilities)."""
+    """face-api's expression net on the MTCNN crop (a video: its frames' mean probabilities), computed once
+    per process for a given item set and class list (`make ablations` checks 21 models on the same set)."""
+    return list(_baseline_cached(tuple(items), tuple(classes)))
+
+
+@functools.cache
+def _baseline_cached(items: tuple[RealFace, ...], classes: tuple[str, ...]) -> tuple[str | None, ...]:
     from emo_llama.data.labels import canonical_label
     from emo_llama.expert import get_expression_net
     from emo_llama.faces import FaceCropper
@@ -36,7 +43,7 @@ def _baseline_predictions(items: Sequence[RealFace], classes: Sequence[str]) -> 
             probs = net(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255).mean(0)
         ranked = [names[i] for i in probs.argsort(descending=True).tolist()]
         out.append(next((n for n in ranked if n in classes), None))
-    return out
+    return tuple(out)
 
 
 def real_face_check(model, extractor, classes: Sequence[str], question_for, max_new_tokens: int = 12,

@@ -1,12 +1,13 @@
 """LoRA instruction tuning of EMO-LLaMA: one `TrainConfig` behind the notebook and `python -m emo_llama.train`.
 
     python -m emo_llama.train --dataset mini --stack offline --max_steps 120
-    accelerate launch --num_processes 2 -m emo_llama.train ...      # DDP (gloo on CPU, NCCL on GPU)
-    accelerate launch --config_file configs/accelerate/fsdp.yaml -m emo_llama.train ...   # sharded (7B)
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m emo_llama.train ...    # DDP, N GPUs
+    accelerate launch --config_file configs/accelerate/fsdp.yaml -m emo_llama.train ...   # FSDP2, N GPUs
+    torchrun --standalone --nproc_per_node 2 -m emo_llama.train ...   # DDP on CPU (gloo)
 
-`TrainConfig` is the one declaration of every user-facing parameter: the command line (one flag per field),
-notebook 05's parameters cell (`parameters_cell`, checked by tests/test_config_drift.py) and the model's
-`EmoLlamaConfig` (`TrainConfig.model_config`) derive from it.
+`TrainConfig` (`emo_llama.config`, re-exported here) is the one declaration of every user-facing parameter:
+the command line (one flag per field), notebook 05's parameters cell (`parameters_cell`, checked by
+tests/test_config_drift.py) and the model's `EmoLlamaConfig` (`TrainConfig.model_config`) derive from it.
 
 `run(cfg)` reads top to bottom as the paper's pipeline: load splits -> frozen features -> model ->
 zero-shot eval -> label-word alignment (ours) -> LoRA (Eq. 6) -> eval -> real-face check -> save.
@@ -20,24 +21,20 @@ one process, and a resumed run continues exactly where the checkpoint left off.
 Scale (issue 16): every process extracts its share of the frozen features into the on-disk store
 (`emo_llama.feature_store`, resumable) and reads them back per batch (memory-mapped), so RAM per process
 does not grow with the dataset; the feature statistics come from one streaming pass split over the
-processes; evaluation is split over the processes by batch and resumes from its saved batches.
+processes; evaluation is split over the processes by batch and resumes from its saved batches. Under
+FSDP2 the model is sharded for the LoRA stage only (`emo_llama.sharding`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import inspect
-import io
 import json
 import math
 import shutil
 import time
-import tokenize
-import typing
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -47,17 +44,21 @@ from transformers import get_cosine_schedule_with_warmup
 
 from emo_llama.align import align_to_label_words
 from emo_llama.checkpoint import kill_point, latest_checkpoint, load_checkpoint, save_checkpoint
+
+# re-exported: notebooks 05/06, the ablations and users import these from here
+from emo_llama.config import NOTEBOOK_PARAMETERS, TrainConfig, config_from_parameters, parse_args  # noqa: F401
 from emo_llama.data import Sample
 from emo_llama.data.sampling import epoch_order
 from emo_llama.evaluate import evaluate, headline, no_face_report, save_plots, to_jsonable, unreadable_report
 from emo_llama.feature_store import LazyFeatures, extract_to_store
 from emo_llama.features import MediaFeatures
 from emo_llama.memory import check_fits
-from emo_llama.model import EmoLlama, EmoLlamaConfig
+from emo_llama.model import EmoLlama
 from emo_llama.progress import progress as progress_bar
 from emo_llama.real_check import real_face_check
 from emo_llama.recipes import DEFAULT_RECIPE, PAPER_DEFAULTS, RECIPES, apply_recipe  # noqa: F401
 from emo_llama.run_summary import summarise
+from emo_llama.sharding import check_engine, unsharded_copy
 from emo_llama.train_data import (
     TrainItem,
     build_items,
@@ -67,83 +68,6 @@ from emo_llama.train_data import (
     load_splits,
 )
 from emo_llama.utils import flush_denormals, resolve_device, seed_everything
-
-STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert")  # -> stack_options
-
-
-@dataclass
-class TrainConfig:
-    # data
-    dataset: str = "mini"                  # mini | rafdb | affectnet | ferplus | dfew | ferv39k | mafw
-    data_root: str | None = None           # folder of a downloaded benchmark (unset: the default; mini needs none)
-    fold: int = 1                          # DFEW / MAFW / RAF-DB fold
-    instruction_types: tuple[str, ...] = ("category", "conversation")  # Tab. 6
-    conversation_share: float = 0.1        # share of training draws that are conversations (rest: category)
-    conversation_turns: int = 1            # turns per conversation (3 = the generator's full dialogue)
-    choice_share: float = 0.0              # category questions ending with the zero-shot guard / "My choice is:"
-    descriptive_text: bool = False         # Tab. 8: add the dataset's caption to category questions
-    resample: bool = True                  # Tab. 9: inverse-frequency sampling of category data
-    max_frames: int = 8                    # video frames at 1 FPS
-    train_limit: int | None = None         # cap on training samples (unset: all)
-    eval_limit: int | None = None          # cap on test samples (unset: the whole test split)
-    # model (EmoLlamaConfig fields of the same name; any other one through model_options)
-    stack: str = "offline"                 # tiny | offline | paper
-    fim_mode: str = "fim"                  # "fim" (Eq. 3) | "pool_concat" (Tab. 7)
-    use_face_embedding: bool = True        # Tab. 5: the facial expert's face tokens
-    use_landmarks: bool = True             # Tab. 5: the landmark token
-    use_agr: bool = True                   # Tab. 5: the AGR prompt
-    lora_r: int = 16                       # paper: 128
-    lora_alpha: int | None = None          # None: 2 * lora_r
-    stack_options: dict = field(default_factory=dict)  # get_stack keyword arguments (JSON on the command line)
-    model_options: dict = field(default_factory=dict)  # any other EmoLlamaConfig field (dims, dropout)
-    # the paper stack's weights (stack_options keys; unset: the stack's default)
-    llm_path: str | None = None            # paper stack: LLM folder or hub id (unset: lmsys/vicuna-7b-v1.5)
-    vision_path: str | None = None         # paper stack: CLIP folder/hub id, or eva_vit_g.pth with llamavid_path
-    expert_path: str | None = None         # paper stack: FaceXFormer's model.pt
-    llamavid_path: str | None = None       # paper stack: LLaMA-VID-7B folder (Q-Former, projectors, LLM)
-    qformer_bert: str | None = None        # paper stack: bert-base-uncased folder (unset: the hub id)
-    # optimisation
-    epochs: float = 1.0                    # used when max_steps is 0 (paper: 1 epoch)
-    max_steps: int = 150                   # optimizer steps; > 0 overrides epochs (mini: ~6 min on 2 cores)
-    batch_size: int = 4                    # global batch per optimizer step
-    grad_accum: int = 1                    # micro-steps per optimizer step
-    lr: float = 5e-4                       # LoRA learning rate (paper: 2e-4 over a whole epoch of 340k samples)
-    new_module_lr: float | None = 3e-3     # Q-Former/FIM/projectors when trained with LoRA (unset: the LoRA lr)
-    weight_decay: float = 0.0              # AdamW
-    warmup_ratio: float = 0.1              # linear warmup share of the steps, then cosine decay
-    max_grad_norm: float = 1.0             # gradient clipping (0: off)
-    recipe: str = "auto"                   # cpu | paper | auto (paper for the paper stack); values set here win
-    gradient_checkpointing: bool = False   # recompute the LLM's activations in backward (paper recipe: on)
-    check_memory: bool = True              # print expected memory, refuse runs that cannot fit the device
-    # label-word alignment of the new modules before LoRA tuning (emo_llama.align; not in the paper)
-    align_steps: int = 100                 # label-word alignment before LoRA (0: off, as in the paper)
-    align_lr: float = 5e-3                 # its learning rate
-    align_batch_size: int = 16             # its class-balanced batch
-    freeze_after_align: bool = True        # keep the aligned new modules fixed while LoRA trains (no backward)
-    # evaluation
-    zero_shot: bool = True                 # score the untrained model with the paper's zero-shot prompt first
-    real_faces: bool = True                # end with the real-face check set (emo_llama.real_check)
-    eval_batch_size: int = 16              # answers generated per batch
-    max_new_tokens: int = 12               # answer length
-    # bookkeeping
-    output_dir: str = "runs/05_train"      # adapter, metrics.json and plots go here
-    checkpoint_every: int = -1             # steps between checkpoints (-1: auto, off on mini, else 500; 0: off)
-    checkpoint_minutes: float = 30.0       # also checkpoint after this many minutes (while checkpointing is on)
-    resume: bool = True                    # continue a killed run from output_dir (checkpoint, saved eval batches)
-    seed: int = 0                          # one seed for everything
-    device: str = "auto"                   # auto | cpu | cuda | mps
-    progress: bool = True                  # progress bars / lines
-
-    def model_config(self) -> EmoLlamaConfig:
-        """The model's config: the fields both dataclasses declare, the paper paths, then `model_options`."""
-        model_fields = {f.name for f in fields(EmoLlamaConfig)}
-        shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name in model_fields}
-        clash = sorted((set(self.model_options) & set(shared)) | (set(self.model_options) - model_fields))
-        if clash:
-            raise ValueError(f"model_options {clash}: not an EmoLlamaConfig field, or one TrainConfig sets itself")
-        paths = {k: getattr(self, k) for k in STACK_PATHS if getattr(self, k)}
-        shared |= {"stack_options": paths | dict(self.stack_options), "lora_alpha": self.lora_alpha or 2 * self.lora_r}
-        return EmoLlamaConfig(**shared, **self.model_options)
 
 
 def lora_stage_new_module_lr(cfg: TrainConfig) -> float:
@@ -199,8 +123,10 @@ def unused_parameters(model, batch: dict) -> list[str]:
 
 
 def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object], cfg: TrainConfig,
-               accelerator, output_dir: Path, stop_after: int | None = None) -> dict:
+               accelerator, output_dir: Path, stop_after: int | None = None, sharded: bool = False) -> dict:
     """AdamW + warmup/cosine + grad accumulation + checkpoints; returns losses and timings.
+
+    sharded: FSDP (`emo_llama.sharding`): the model is prepared with its optimizer and stays sharded afterwards.
 
     stop_after: stop (as if killed) after this many steps; the resume tests use it.
     """
@@ -219,13 +145,8 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
     ckpt_dir = output_dir / "checkpoints"
     every, minutes = checkpoint_interval(cfg), cfg.checkpoint_minutes
-    start, losses = 0, []
-    latest = latest_checkpoint(ckpt_dir) if cfg.resume else None
-    if latest is not None:
-        start, losses = load_checkpoint(latest, model, optimizer, scheduler, rank)
-        accelerator.print(f"resumed from {latest} at step {start}")
     model.new_modules_frozen = new_lr == 0.0
-    if world > 1 and accelerator.ddp_handler is not None and items:
+    if world > 1 and not sharded and accelerator.ddp_handler is not None and items:
         probe = [items[i] for i in range(min(per_device, len(items)))]
         unused = unused_parameters(model, model.make_batch([feature_of(i.media) for i in probe],
                                                            [i.turns for i in probe], device=accelerator.device))
@@ -233,7 +154,18 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
         if unused:
             accelerator.print(f"DDP: find_unused_parameters=True ({len(unused)} tensors get no gradient, "
                               f"e.g. {unused[0]})")
-    ddp_model = accelerator.prepare_model(model)
+    if sharded:  # FSDP2 shards the model in place and points the optimizer at the sharded parameters
+        ddp_model, prepared = accelerator.prepare(model, optimizer)
+        optimizer, params = prepared.optimizer, [p for p in model.parameters() if p.requires_grad]
+    else:
+        ddp_model = accelerator.prepare_model(model)
+    if rank:  # every process its own dropout masks; process 0 keeps the stream of a one-process run
+        torch.manual_seed(cfg.seed + 1_000_003 * rank)
+    start, losses = 0, []
+    latest = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    if latest is not None:  # after prepare: a sharded model loads its slice of the saved weights
+        start, losses = load_checkpoint(latest, model, optimizer, scheduler, rank)
+        accelerator.print(f"resumed from {latest} at step {start}")
     last_save = time.monotonic()
     weights = item_weights(items, cfg.resample, cfg.conversation_share)
     log_path = output_dir / "train_log.jsonl"
@@ -320,11 +252,7 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.device)
-    if accelerator.distributed_type.value in ("FSDP", "DEEPSPEED"):
-        raise NotImplementedError(
-            f"{accelerator.distributed_type.value}: not supported by emo_llama.train yet - label-word alignment, "
-            "generation and checkpoints read the unwrapped model's parameters, which a sharded engine splits "
-            "across processes. Use configs/accelerate/ddp.yaml (a 7B LLM with LoRA fits one 80 GB GPU per process).")
+    sharded = check_engine(accelerator)  # FSDP: True (emo_llama.sharding); DeepSpeed, FSDP asked on CPU: raise
     main = accelerator.is_main_process
     show = cfg.progress and main
     # 1. data: the splits (synthetic ones come with their features)
@@ -391,10 +319,13 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
         per_device = max(1, cfg.batch_size // (accelerator.num_processes * cfg.grad_accum))
         probe = [items[i] for i in range(min(per_device, len(items)))]
         seq = model.make_batch([bank[i.media] for i in probe], [i.turns for i in probe])["input_ids"].shape[1]
-        check_fits(model, per_device, seq, cfg.gradient_checkpointing, accelerator.device, log=accelerator.print)
+        check_fits(model, per_device, seq, cfg.gradient_checkpointing, accelerator.device, log=accelerator.print,
+                   shards=world if sharded else 1)
     t0 = time.perf_counter()
-    result = (train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after=stop_after) if tune
+    result = (train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after, sharded) if tune
               else {"train_loss": [], "steps": 0, "step_times": [], "total_steps": 0})
+    if sharded and tune:  # generation runs on an unsharded copy with the gathered trained weights
+        model = unsharded_copy(model, model.config, accelerator.device)
     train_seconds = time.perf_counter() - t0
     done = RunResult({}, model, bank, test_samples, tuple(classes), zero, None, out)
     # 8. evaluation with the tuned question (all processes, one share each; no tuning: the zero-shot scores)
@@ -408,6 +339,7 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
         model.save_pretrained(done.model_dir)
         done.metrics = {
             "dataset": cfg.dataset, "stack": cfg.stack, "steps": result["steps"],
+            "processes": world, "engine": "fsdp" if sharded else "ddp" if world > 1 else "one process",
             "train_seconds": round(train_seconds, 1), "feature_seconds": round(feature_seconds, 1),
             "align_seconds": round(align_seconds, 1), "align_loss": [round(x, 5) for x in align_losses],
             "mean_step_seconds": round(sum(result["step_times"]) / max(1, len(result["step_times"])), 3),
@@ -461,104 +393,6 @@ def align_stage(model, cfg: TrainConfig, out: Path, media: list, labels: list[st
     if cfg.align_steps and align_file.exists():
         return json.loads(align_file.read_text())  # so a resumed run's metrics.json keeps them
     return []
-
-
-# ----- the config's other faces: field comments, notebook 05's parameters cell, the command line -----
-
-def field_comments(cls=TrainConfig) -> dict[str, str]:
-    """The trailing comment of each field's line in the dataclass source (its documentation)."""
-    source = inspect.getsource(cls)
-    names = {f.name for f in fields(cls)}
-    comments, line_name = {}, {}
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names:
-            line_name.setdefault(tok.start[0], tok.string)
-        elif tok.type == tokenize.COMMENT and tok.start[0] in line_name:
-            comments[line_name[tok.start[0]]] = tok.string.lstrip("#").strip()
-    return comments
-
-
-# Notebook 05's parameters: papermill passes plain values, so an unset optional field (None) is "" or 0 there
-# and a tuple is a comma-separated string. The cell is `parameters_cell()`'s text (tests/test_config_drift.py).
-NOTEBOOK_PARAMETERS = (
-    "dataset", "data_root", "fold", "stack", "recipe", *STACK_PATHS, "max_steps", "epochs", "batch_size", "lr",
-    "new_module_lr", "align_steps", "freeze_after_align", "lora_r", "fim_mode", "use_face_embedding",
-    "use_landmarks", "use_agr", "resample", "instruction_types", "conversation_share", "descriptive_text",
-    "train_limit", "eval_limit", "output_dir", "checkpoint_every", "checkpoint_minutes", "resume", "seed", "device",
-)
-
-
-def _notebook_value(kind, value) -> tuple[str, str]:
-    """(type name, Python literal) of a field's default as a notebook parameter."""
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if typing.get_origin(kind) is tuple:
-        return "str", json.dumps(",".join(value))
-    base = args[0] if args else kind
-    if value is None:
-        value = {str: "", int: 0, float: 0.0}[base]
-    if base is str:
-        return "str", json.dumps(value)
-    text = repr(value)
-    if base is float and value and abs(value) < 1e-2:
-        text = f"{value:.0e}".replace("e-0", "e-")   # 5e-4, not 0.0005
-    return base.__name__, text
-
-
-def parameters_cell(names: tuple[str, ...] = NOTEBOOK_PARAMETERS) -> str:
-    """Notebook 05's `parameters` cell, written from TrainConfig's fields, defaults and comments."""
-    hints, comments = typing.get_type_hints(TrainConfig), field_comments()
-    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-    rows = [(f"{n}: {t} = {v}", comments.get(n, "")) for n in names
-            for t, v in [_notebook_value(hints[n], defaults[n])]]
-    width = max(len(code) for code, _ in rows) + 2
-    lines = ["# Parameters (papermill overrides these; TrainConfig in emo_llama/train.py documents each)"]
-    lines += [f"{code:<{width}}# {comment}" if comment else code for code, comment in rows]
-    return "\n".join(lines)
-
-
-def config_from_parameters(**values) -> TrainConfig:
-    """A TrainConfig from notebook-style values ("" / 0 for None, comma lists for tuples); unknown names raise."""
-    hints = typing.get_type_hints(TrainConfig)
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        raise TypeError(f"not TrainConfig fields: {unknown}")
-    converted = {}
-    for name, value in values.items():
-        kind = hints[name]
-        if typing.get_origin(kind) is tuple and isinstance(value, str):
-            value = tuple(x.strip() for x in value.split(",") if x.strip())
-        elif type(None) in typing.get_args(kind) and value in ("", 0) and not isinstance(value, bool):
-            value = None
-        converted[name] = value
-    return TrainConfig(**converted)
-
-
-def _parse_value(kind, text: str):
-    origin = typing.get_origin(kind)
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if text.lower() == "none" and type(None) in typing.get_args(kind):
-        return None
-    if kind is bool:
-        return text.lower() in ("1", "true", "yes", "on")
-    if origin is tuple:
-        return tuple(x for x in text.split(",") if x)
-    if kind is dict:
-        return json.loads(text)
-    if args and origin is not tuple:
-        return _parse_value(args[0], text)
-    return kind(text)
-
-
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """One flag per TrainConfig field (`none` for an optional one, comma lists for tuples, JSON for dicts)."""
-    hints, comments, defaults = typing.get_type_hints(TrainConfig), field_comments(), TrainConfig()
-    parser = argparse.ArgumentParser(description="LoRA instruction tuning of EMO-LLaMA")
-    for f in fields(TrainConfig):
-        parser.add_argument(f"--{f.name}", type=str, default=None,
-                            help=f"{comments.get(f.name, '')} (default: {getattr(defaults, f.name)})")
-    ns = parser.parse_args(argv)
-    values = {k: _parse_value(hints[k], v) for k, v in vars(ns).items() if v is not None}
-    return apply_recipe(TrainConfig(**values), explicit=set(values))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,9 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from emo_llama.model import EmoLlamaConfig
-from emo_llama.recipes import RECIPES, apply_recipe
-from emo_llama.train import (
+from emo_llama.config import (
     NOTEBOOK_PARAMETERS,
     STACK_PATHS,
     TrainConfig,
@@ -23,6 +21,8 @@ from emo_llama.train import (
     parameters_cell,
     parse_args,
 )
+from emo_llama.model import EmoLlamaConfig
+from emo_llama.recipes import RECIPES, apply_recipe
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_train.ipynb"
 
@@ -40,7 +40,7 @@ def test_notebook_parameters_cell_is_derived_from_train_config():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert cell.source == parameters_cell(), (
-        "notebook 05's parameters cell drifted from TrainConfig: paste emo_llama.train.parameters_cell()")
+        "notebook 05's parameters cell drifted from TrainConfig: paste emo_llama.config.parameters_cell()")
     values: dict = {}
     exec(cell.source, values)  # noqa: S102  (the committed cell's own literals)
     values = {k: values[k] for k in NOTEBOOK_PARAMETERS}

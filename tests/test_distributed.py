@@ -1,5 +1,6 @@
 """Several processes (gloo, CPU): evaluation split over processes equals one process; DDP's find_unused_parameters
-follows the arm; a killed 2-process run (in training, then in evaluation) resumes to the uninterrupted result."""
+follows the arm; a killed 2-process run (in training, then in evaluation) resumes to the uninterrupted result, under
+DDP and under FSDP2; the engine checks refuse what would silently run something else."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
+from fixtures.launch import launch
 from safetensors.torch import load_file
 
 from emo_llama.model import EmoLlama, EmoLlamaConfig
@@ -97,38 +98,53 @@ def test_find_unused_parameters_only_when_parameters_get_no_gradient(options, fr
         assert set(names) == {n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("llm.")}
 
 
-def _launch(args: list[str], out: Path, kill: str | None = None) -> subprocess.CompletedProcess:
-    env = ENV | ({"EMO_LLAMA_KILL_AT": kill} if kill else {})
-    env.pop("EMO_LLAMA_KILL_AT", None) if kill is None else None
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
-              "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "emo_llama.train"]
-    return subprocess.run(launch + args + ["--output_dir", str(out)], env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
 @pytest.mark.slow
-def test_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("engine", ["ddp", "fsdp"])
+def test_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path, engine):
     args = ["--dataset", "synthetic", "--stack", "tiny", "--stack_options", '{"encoders": false}',
             "--model_options", json.dumps(TINY | {"lora_dropout": 0.2}), "--lora_r", "4", "--batch_size", "4",
             "--lr", "3e-3", "--max_steps", "6", "--checkpoint_every", "2", "--progress", "false", "--zero_shot",
             "true", "--max_new_tokens", "3", "--device", "cpu", "--seed", "3", "--eval_limit", "6",
-            "--eval_batch_size", "2", "--align_steps", "2", "--align_batch_size", "4", "--real_faces", "false"]
-    full = _launch(args, tmp_path / "full")
+            "--eval_batch_size", "2", "--align_steps", "2", "--align_batch_size", "4", "--real_faces", "false",
+            "--gradient_checkpointing", str(engine == "fsdp")]
+    full = launch(args, tmp_path / "full", engine)
     assert full.returncode == 0, full.stderr[-3000:]
     cut = tmp_path / "cut"
-    killed = _launch(args, cut, kill="train:3")          # SIGKILL after step 3: the newest checkpoint is step 2
+    killed = launch(args, cut, engine, kill="train:3")          # SIGKILL after step 3: the newest checkpoint is step 2
     assert killed.returncode != 0 and not (cut / "metrics.json").exists()
     assert (cut / "checkpoints" / "step-000002" / "complete").exists()
-    killed = _launch(args, cut, kill="eval:trained_eval:0")  # resumed, then killed after the first evaluation batch
+    killed = launch(args, cut, engine, kill="eval:trained_eval:0")  # resumed, then killed after the first evaluation batch
     assert killed.returncode != 0 and not (cut / "metrics.json").exists()
     saved = sorted(p.name for p in (cut / "eval_progress").glob("trained_eval-*/batch-*.json"))
     assert "batch-000000.json" in saved and len(saved) < 3  # the trained evaluation was cut short
-    resumed = _launch(args, cut)
+    resumed = launch(args, cut, engine)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = (load_file(str(d / "model" / "trainable.safetensors")) for d in (tmp_path / "full", cut))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     m_full, m_cut = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "full", cut))
+    assert (m_full["processes"], m_full["engine"]) == (m_cut["processes"], m_cut["engine"]) == (2, engine)
     assert m_full["train_loss"] == m_cut["train_loss"] and len(m_cut["train_loss"]) == 6
     assert m_full["trained"] == m_cut["trained"] and m_full["zero_shot"] == m_cut["zero_shot"]
     d_full, d_cut = (json.loads((d / "eval_details.json").read_text()) for d in (tmp_path / "full", cut))
     assert d_full["trained"]["answers"] == d_cut["trained"]["answers"]
+
+
+@pytest.mark.parametrize(("kind", "fsdp_asked", "error"), [
+    ("NO", False, None), ("MULTI_CPU", False, None), ("FSDP", True, None),
+    ("MULTI_CPU", True, RuntimeError),     # accelerate turned an FSDP job on CPU into DDP
+    ("DEEPSPEED", False, NotImplementedError),
+])
+def test_engine_check_refuses_what_would_run_something_else(monkeypatch, kind, fsdp_asked, error):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from emo_llama.sharding import check_engine
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true" if fsdp_asked else "false")
+    accelerator = SimpleNamespace(distributed_type=DistributedType[kind])
+    if error:
+        with pytest.raises(error):
+            check_engine(accelerator)
+    else:
+        assert check_engine(accelerator) == (kind == "FSDP")

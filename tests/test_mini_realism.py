@@ -107,7 +107,7 @@ def test_validity_gate_a_real_trained_classifier_reads_mini_test():
     assert min(recall.values()) >= 0.15, recall  # no class at 0 (the old mini had fear and disgust at 0)
 
 
-def test_real_face_check_scores_the_model_and_the_baseline_per_item(tmp_path):
+def test_real_face_check_scores_the_model_and_the_baseline_per_item(tmp_path, monkeypatch):
     """End to end on two items with the tiny stack (random weights): one row per item, its
     parse of the answer, and face-api's baseline, which reads the astronaut's smile right."""
     import torch
@@ -133,4 +133,11 @@ def test_real_face_check_scores_the_model_and_the_baseline_per_item(tmp_path):
     assert result["correct"] == sum(r["prediction"] == r["label"] for r in result["items"])
     astronaut = result["items"][0]
     assert astronaut["baseline"] == "happiness" and astronaut["baseline_correct"]
+    # the baseline does not depend on the model: a second check reuses it instead of re-running face-api
+    import emo_llama.expert as expert
+
+    monkeypatch.setattr(expert, "get_expression_net", lambda **kw: pytest.fail("face-api ran again"))
+    again = real_face_check(model, extractor, MINI_CLASSES, lambda kind: f"Which emotion in this {kind}?",
+                            max_new_tokens=4, items=items)
+    assert [r["baseline"] for r in again["items"]] == [r["baseline"] for r in result["items"]]
     assert all(isinstance(r["answer"], str) for r in result["items"])

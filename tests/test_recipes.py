@@ -47,6 +47,10 @@ def test_memory_estimate_and_refusal(monkeypatch):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert parts["trainable_params"] == trainable
     assert parts["gradients + AdamW (fp32)"] == pytest.approx(12 * trainable / 1024 ** 3)
+    fsdp = memory.estimate(model, batch=4, seq_len=64, checkpointing=True, shards=4)  # FSDP over 4 processes
+    assert fsdp["gradients + AdamW (fp32)"] == pytest.approx(parts["gradients + AdamW (fp32)"] / 4)
+    llm_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert fsdp["weights"] == pytest.approx(parts["weights"] - 0.75 * llm_bytes / 1024 ** 3)
     lines = []
     ok = memory.check_fits(model, 4, 64, True, torch.device("cpu"), log=lines.append)
     assert ok["total"] < ok["capacity"] and any("activations (checkpointing)" in line for line in lines)

@@ -43,6 +43,7 @@ from emo_llama.model.prompting import (
     strip_placeholders,
 )
 from emo_llama.model.stacks import Stack, get_stack
+from emo_llama.sharding import full_trainable_state
 from emo_llama.utils import resolve_device
 
 
@@ -287,10 +288,9 @@ class EmoLlama(nn.Module):
 
     # ----- parameters, saving, loading ----------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Trained parameters plus the fitted feature statistics (buffers) - what a checkpoint must hold."""
-        state = {n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad}
-        state |= {n: b.detach().cpu().contiguous() for n, b in self.named_buffers() if "standardise" in n}
-        return state
+        """Trained parameters plus the fitted feature statistics (buffers) - what a checkpoint must hold.
+        Sharded by FSDP, they are all-gathered: then every process must call this (`emo_llama.sharding`)."""
+        return full_trainable_state(self)
 
     def new_module_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters outside the LLM: Q-Former queries/cross-attention, FIM, projectors, MLP^L."""
@@ -324,7 +324,10 @@ class EmoLlama(nn.Module):
         self.llm.save_pretrained(folder / "adapter")
 
     def load_trainable(self, path: str | Path) -> None:
-        state = load_file(str(path))
+        self.load_trained_state(load_file(str(path)))
+
+    def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load `trainable_state_dict()`'s content; raises when it does not name exactly the trained tensors."""
         expected = {n for n, p in self.named_parameters() if p.requires_grad}
         expected |= {n for n, _ in self.named_buffers() if "standardise" in n}
         if set(state) != expected:

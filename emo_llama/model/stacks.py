@@ -154,13 +154,14 @@ def tiny_stack(encoders: bool = True, seed: int = 0, expert: nn.Module | None = 
 
 @register("offline")
 def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attention_frequency: int = 2,
-                  vision_input: str = "face", **_) -> Stack:
+                  vision_input: str = "face", qformer_dropout: float | None = None, **_) -> Stack:
     """EfficientNet-Lite0 + face-api expert + MiniLM-initialised Q-Former + SmolLM2-135M-Instruct (CPU, offline).
 
     vision_input="face": EfficientNet reads the face crop, not the whole frame (the paper's X^V). mini's
     images are face crops, so whole-frame tokens of real photos (a body, a room) are out of its
     distribution: a linear probe trained on mini read 2 of the 15 real-face check items from
-    whole-frame tokens and 8 from face-crop tokens. "frame" restores the paper's input."""
+    whole-frame tokens and 8 from face-crop tokens. "frame" restores the paper's input.
+    qformer_dropout: the Q-Former's dropout (unset: MiniLM's 0.1); 0 makes training runs comparable step by step."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
@@ -169,7 +170,7 @@ def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attentio
     folder = minilm_dir()
     bert_config = json.loads((folder / "config.json").read_text())
     qformer, pretrained = qformer_from_bert(load_file(str(folder / "model.safetensors")), bert_config, 1280,
-                                            qformer_layers, cross_attention_frequency)
+                                            qformer_layers, cross_attention_frequency, dropout=qformer_dropout)
     qtok = AutoTokenizer.from_pretrained(folder)
     model, tok = llm_lib.load_smollm2()
     face_dim = expert.token_dim if expert is not None else 256

@@ -1,0 +1,195 @@
+"""`TrainConfig`: the one declaration of every user-facing training parameter, and its other faces.
+
+The command line (`parse_args`: one flag per field), notebook 05's parameters cell (`parameters_cell`, checked by
+tests/test_config_drift.py; `config_from_parameters` reads papermill's plain values back) and the model's
+`EmoLlamaConfig` (`TrainConfig.model_config`) all derive from the dataclass below: its fields, defaults and the
+comment on each field's line. `emo_llama.train` re-exports TrainConfig, parse_args and the notebook helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import io
+import json
+import tokenize
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+
+from emo_llama.model import EmoLlamaConfig
+from emo_llama.recipes import apply_recipe
+
+STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert")  # -> stack_options
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "mini"                  # mini | rafdb | affectnet | ferplus | dfew | ferv39k | mafw
+    data_root: str | None = None           # folder of a downloaded benchmark (unset: the default; mini needs none)
+    fold: int = 1                          # DFEW / MAFW / RAF-DB fold
+    instruction_types: tuple[str, ...] = ("category", "conversation")  # Tab. 6
+    conversation_share: float = 0.1        # share of training draws that are conversations (rest: category)
+    conversation_turns: int = 1            # turns per conversation (3 = the generator's full dialogue)
+    choice_share: float = 0.0              # category questions ending with the zero-shot guard / "My choice is:"
+    descriptive_text: bool = False         # Tab. 8: add the dataset's caption to category questions
+    resample: bool = True                  # Tab. 9: inverse-frequency sampling of category data
+    max_frames: int = 8                    # video frames at 1 FPS
+    train_limit: int | None = None         # cap on training samples (unset: all)
+    eval_limit: int | None = None          # cap on test samples (unset: the whole test split)
+    # model (EmoLlamaConfig fields of the same name; any other one through model_options)
+    stack: str = "offline"                 # tiny | offline | paper
+    fim_mode: str = "fim"                  # "fim" (Eq. 3) | "pool_concat" (Tab. 7)
+    use_face_embedding: bool = True        # Tab. 5: the facial expert's face tokens
+    use_landmarks: bool = True             # Tab. 5: the landmark token
+    use_agr: bool = True                   # Tab. 5: the AGR prompt
+    lora_r: int = 16                       # paper: 128
+    lora_alpha: int | None = None          # None: 2 * lora_r
+    stack_options: dict = field(default_factory=dict)  # get_stack keyword arguments (JSON on the command line)
+    model_options: dict = field(default_factory=dict)  # any other EmoLlamaConfig field (dims, dropout)
+    # the paper stack's weights (stack_options keys; unset: the stack's default)
+    llm_path: str | None = None            # paper stack: LLM folder or hub id (unset: lmsys/vicuna-7b-v1.5)
+    vision_path: str | None = None         # paper stack: CLIP folder/hub id, or eva_vit_g.pth with llamavid_path
+    expert_path: str | None = None         # paper stack: FaceXFormer's model.pt
+    llamavid_path: str | None = None       # paper stack: LLaMA-VID-7B folder (Q-Former, projectors, LLM)
+    qformer_bert: str | None = None        # paper stack: bert-base-uncased folder (unset: the hub id)
+    # optimisation
+    epochs: float = 1.0                    # used when max_steps is 0 (paper: 1 epoch)
+    max_steps: int = 150                   # optimizer steps; > 0 overrides epochs (mini: ~6 min on 2 cores)
+    batch_size: int = 4                    # global batch per optimizer step
+    grad_accum: int = 1                    # micro-steps per optimizer step
+    lr: float = 5e-4                       # LoRA learning rate (paper: 2e-4 over a whole epoch of 340k samples)
+    new_module_lr: float | None = 3e-3     # Q-Former/FIM/projectors when trained with LoRA (unset: the LoRA lr)
+    weight_decay: float = 0.0              # AdamW
+    warmup_ratio: float = 0.1              # linear warmup share of the steps, then cosine decay
+    max_grad_norm: float = 1.0             # gradient clipping (0: off)
+    recipe: str = "auto"                   # cpu | paper | auto (paper for the paper stack); values set here win
+    gradient_checkpointing: bool = False   # recompute the LLM's activations in backward (paper recipe: on)
+    check_memory: bool = True              # print expected memory, refuse runs that cannot fit the device
+    # label-word alignment of the new modules before LoRA tuning (emo_llama.align; not in the paper)
+    align_steps: int = 100                 # label-word alignment before LoRA (0: off, as in the paper)
+    align_lr: float = 5e-3                 # its learning rate
+    align_batch_size: int = 16             # its class-balanced batch
+    freeze_after_align: bool = True        # keep the aligned new modules fixed while LoRA trains (no backward)
+    # evaluation
+    zero_shot: bool = True                 # score the untrained model with the paper's zero-shot prompt first
+    real_faces: bool = True                # end with the real-face check set (emo_llama.real_check)
+    eval_batch_size: int = 16              # answers generated per batch
+    max_new_tokens: int = 12               # answer length
+    # bookkeeping
+    output_dir: str = "runs/05_train"      # adapter, metrics.json and plots go here
+    checkpoint_every: int = -1             # steps between checkpoints (-1: auto, off on mini, else 500; 0: off)
+    checkpoint_minutes: float = 30.0       # also checkpoint after this many minutes (while checkpointing is on)
+    resume: bool = True                    # continue a killed run from output_dir (checkpoint, saved eval batches)
+    seed: int = 0                          # one seed for everything
+    device: str = "auto"                   # auto | cpu | cuda | mps
+    progress: bool = True                  # progress bars / lines
+
+    def model_config(self) -> EmoLlamaConfig:
+        """The model's config: the fields both dataclasses declare, the paper paths, then `model_options`."""
+        model_fields = {f.name for f in fields(EmoLlamaConfig)}
+        shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name in model_fields}
+        clash = sorted((set(self.model_options) & set(shared)) | (set(self.model_options) - model_fields))
+        if clash:
+            raise ValueError(f"model_options {clash}: not an EmoLlamaConfig field, or one TrainConfig sets itself")
+        paths = {k: getattr(self, k) for k in STACK_PATHS if getattr(self, k)}
+        shared |= {"stack_options": paths | dict(self.stack_options), "lora_alpha": self.lora_alpha or 2 * self.lora_r}
+        return EmoLlamaConfig(**shared, **self.model_options)
+
+
+# ----- the config's other faces: field comments, notebook 05's parameters cell, the command line -----
+
+def field_comments(cls=TrainConfig) -> dict[str, str]:
+    """The trailing comment of each field's line in the dataclass source (its documentation)."""
+    source = inspect.getsource(cls)
+    names = {f.name for f in fields(cls)}
+    comments, line_name = {}, {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names:
+            line_name.setdefault(tok.start[0], tok.string)
+        elif tok.type == tokenize.COMMENT and tok.start[0] in line_name:
+            comments[line_name[tok.start[0]]] = tok.string.lstrip("#").strip()
+    return comments
+
+
+# Notebook 05's parameters: papermill passes plain values, so an unset optional field (None) is "" or 0 there
+# and a tuple is a comma-separated string. The cell is `parameters_cell()`'s text (tests/test_config_drift.py).
+NOTEBOOK_PARAMETERS = (
+    "dataset", "data_root", "fold", "stack", "recipe", *STACK_PATHS, "max_steps", "epochs", "batch_size", "lr",
+    "new_module_lr", "align_steps", "freeze_after_align", "lora_r", "fim_mode", "use_face_embedding",
+    "use_landmarks", "use_agr", "resample", "instruction_types", "conversation_share", "descriptive_text",
+    "train_limit", "eval_limit", "output_dir", "checkpoint_every", "checkpoint_minutes", "resume", "seed", "device",
+)
+
+
+def _notebook_value(kind, value) -> tuple[str, str]:
+    """(type name, Python literal) of a field's default as a notebook parameter."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) is tuple:
+        return "str", json.dumps(",".join(value))
+    base = args[0] if args else kind
+    if value is None:
+        value = {str: "", int: 0, float: 0.0}[base]
+    if base is str:
+        return "str", json.dumps(value)
+    text = repr(value)
+    if base is float and value and abs(value) < 1e-2:
+        text = f"{value:.0e}".replace("e-0", "e-")   # 5e-4, not 0.0005
+    return base.__name__, text
+
+
+def parameters_cell(names: tuple[str, ...] = NOTEBOOK_PARAMETERS) -> str:
+    """Notebook 05's `parameters` cell, written from TrainConfig's fields, defaults and comments."""
+    hints, comments = typing.get_type_hints(TrainConfig), field_comments()
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    rows = [(f"{n}: {t} = {v}", comments.get(n, "")) for n in names
+            for t, v in [_notebook_value(hints[n], defaults[n])]]
+    width = max(len(code) for code, _ in rows) + 2
+    lines = ["# Parameters (papermill overrides these; TrainConfig in emo_llama/train.py documents each)"]
+    lines += [f"{code:<{width}}# {comment}" if comment else code for code, comment in rows]
+    return "\n".join(lines)
+
+
+def config_from_parameters(**values) -> TrainConfig:
+    """A TrainConfig from notebook-style values ("" / 0 for None, comma lists for tuples); unknown names raise."""
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise TypeError(f"not TrainConfig fields: {unknown}")
+    converted = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if typing.get_origin(kind) is tuple and isinstance(value, str):
+            value = tuple(x.strip() for x in value.split(",") if x.strip())
+        elif type(None) in typing.get_args(kind) and value in ("", 0) and not isinstance(value, bool):
+            value = None
+        converted[name] = value
+    return TrainConfig(**converted)
+
+
+def _parse_value(kind, text: str):
+    origin = typing.get_origin(kind)
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if text.lower() == "none" and type(None) in typing.get_args(kind):
+        return None
+    if kind is bool:
+        return text.lower() in ("1", "true", "yes", "on")
+    if origin is tuple:
+        return tuple(x for x in text.split(",") if x)
+    if kind is dict:
+        return json.loads(text)
+    if args and origin is not tuple:
+        return _parse_value(args[0], text)
+    return kind(text)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """One flag per TrainConfig field (`none` for an optional one, comma lists for tuples, JSON for dicts)."""
+    hints, comments, defaults = typing.get_type_hints(TrainConfig), field_comments(), TrainConfig()
+    parser = argparse.ArgumentParser(description="LoRA instruction tuning of EMO-LLaMA")
+    for f in fields(TrainConfig):
+        parser.add_argument(f"--{f.name}", type=str, default=None,
+                            help=f"{comments.get(f.name, '')} (default: {getattr(defaults, f.name)})")
+    ns = parser.parse_args(argv)
+    values = {k: _parse_value(hints[k], v) for k, v in vars(ns).items() if v is not None}
+    return apply_recipe(TrainConfig(**values), explicit=set(values))
