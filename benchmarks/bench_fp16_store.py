@@ -14,6 +14,7 @@ that differ, and UAR with fp32 vs fp16 tokens. Last line: `answers_differ=<n> ua
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def main(argv=None) -> None:
     scored = {name: evaluate(model, [store[m] for m in media], labels, test.classes, question, batch_size=16,
                              max_new_tokens=12, progress=False) for name, store in stores.items()}
     differ = sum(a != b for a, b in zip(scored["fp32"]["answers"], scored["fp16"]["answers"]))
+    shutil.rmtree(root, ignore_errors=True)
     print(f"answers_differ={differ} of {len(media)} uar_fp32={scored['fp32']['uar']:.4f} "
           f"uar_fp16={scored['fp16']['uar']:.4f}")
 

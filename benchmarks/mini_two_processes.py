@@ -1,6 +1,6 @@
 """The default `make train` run on `mini` (offline stack) with 1 process and with 2 (DDP over gloo): do they agree?
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/mini_two_processes.py --workdir /tmp/two_proc   # ~20 min, 2 cores
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/mini_two_processes.py --workdir runs/two_processes   # ~20 min, 2 cores
 
 Each run extracts its frozen features into its own store (so both extract: the 2-process one splits the chunks),
 aligns, trains LoRA for the default 150 steps, evaluates (split over the processes in the 2-process run) and runs

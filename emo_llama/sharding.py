@@ -22,6 +22,7 @@ gloo by setting accelerate's state itself.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import torch
 from torch.distributed.checkpoint.state_dict import (
@@ -55,11 +56,15 @@ def _full(t: torch.Tensor) -> torch.Tensor:
     return (t.full_tensor() if isinstance(t, DTensor) else t).detach().cpu().contiguous()
 
 
+def trained_tensors(model) -> Iterator[tuple[str, torch.Tensor]]:
+    """What a checkpoint holds: the trainable parameters and the fitted feature statistics (buffers)."""
+    yield from ((n, p) for n, p in model.named_parameters() if p.requires_grad)
+    yield from ((n, b) for n, b in model.named_buffers() if "standardise" in n)
+
+
 def full_trainable_state(model) -> dict[str, torch.Tensor]:
     """EmoLlama.trainable_state_dict's content, all-gathered when sharded (every process must call this)."""
-    state = {n: _full(p) for n, p in model.named_parameters() if p.requires_grad}
-    state |= {n: _full(b) for n, b in model.named_buffers() if "standardise" in n}
-    return state
+    return {n: _full(t) for n, t in trained_tensors(model)}
 
 
 def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
@@ -79,7 +84,7 @@ def load_optimizer_state(model, optimizer, state: dict) -> None:
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True, strict=False))
 
 
-def unsharded_copy(model, config, device) -> torch.nn.Module:
+def unsharded_copy(model, device) -> torch.nn.Module:
     """A fresh, unsharded EmoLlama with the trained weights of a sharded one (every process must call this).
 
     The frozen base weights never change (LoRA), so a new model from the same config plus the gathered trained
@@ -88,6 +93,6 @@ def unsharded_copy(model, config, device) -> torch.nn.Module:
     from emo_llama.model import EmoLlama
 
     state = full_trainable_state(model)
-    copy = EmoLlama(config)
+    copy = EmoLlama(model.config)
     copy.load_trained_state(state)
     return copy.to(device).eval()

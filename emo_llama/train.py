@@ -123,14 +123,15 @@ def unused_parameters(model, batch: dict) -> list[str]:
 
 
 def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object], cfg: TrainConfig,
-               accelerator, output_dir: Path, stop_after: int | None = None, sharded: bool = False) -> dict:
+               accelerator, output_dir: Path, stop_after: int | None = None) -> dict:
     """AdamW + warmup/cosine + grad accumulation + checkpoints; returns losses and timings.
 
-    sharded: FSDP (`emo_llama.sharding`): the model is prepared with its optimizer and stays sharded afterwards.
+    Under FSDP (`emo_llama.sharding`) the model is prepared with its optimizer and stays sharded afterwards.
 
     stop_after: stop (as if killed) after this many steps; the resume tests use it.
     """
     world, rank = accelerator.num_processes, accelerator.process_index
+    sharded = check_engine(accelerator)
     if cfg.batch_size % (world * cfg.grad_accum):
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by processes x grad_accum")
     per_device = cfg.batch_size // (world * cfg.grad_accum)
@@ -322,11 +323,11 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
         check_fits(model, per_device, seq, cfg.gradient_checkpointing, accelerator.device, log=accelerator.print,
                    shards=world if sharded else 1)
     t0 = time.perf_counter()
-    result = (train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after, sharded) if tune
+    result = (train_loop(model, items, lambda m: bank[m], cfg, accelerator, out, stop_after) if tune
               else {"train_loss": [], "steps": 0, "step_times": [], "total_steps": 0})
-    if sharded and tune:  # generation runs on an unsharded copy with the gathered trained weights
-        model = unsharded_copy(model, model.config, accelerator.device)
     train_seconds = time.perf_counter() - t0
+    if sharded and tune:  # generation runs on an unsharded copy with the gathered trained weights
+        model = unsharded_copy(model, accelerator.device)
     done = RunResult({}, model, bank, test_samples, tuple(classes), zero, None, out)
     # 8. evaluation with the tuned question (all processes, one share each; no tuning: the zero-shot scores)
     trained = (score("trained eval", eval_questions(test_samples, classes, cfg.descriptive_text),

@@ -5,22 +5,18 @@ DDP and under FSDP2; the engine checks refuse what would silently run something 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
-from fixtures.launch import launch
+from fixtures.launch import ENV, TINY, launch
 from safetensors.torch import load_file
 
 from emo_llama.model import EmoLlama, EmoLlamaConfig
 from emo_llama.model.synthetic import synthetic_features
 from emo_llama.train import unused_parameters
-
-TINY = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16, "num_queries": 4}
-ENV = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 EVAL_WORKER = textwrap.dedent('''
     import json, sys

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures.launch import launch
+from fixtures.launch import TINY, launch
 from safetensors.torch import load_file
 
 from emo_llama.train import RunResult, TrainConfig, parse_args, run
-
-TINY = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16, "num_queries": 4}
 
 
 def tiny_config(out: Path, **overrides) -> TrainConfig:

@@ -43,7 +43,7 @@ from emo_llama.model.prompting import (
     strip_placeholders,
 )
 from emo_llama.model.stacks import Stack, get_stack
-from emo_llama.sharding import full_trainable_state
+from emo_llama.sharding import full_trainable_state, trained_tensors
 from emo_llama.utils import resolve_device
 
 
@@ -328,8 +328,7 @@ class EmoLlama(nn.Module):
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load `trainable_state_dict()`'s content; raises when it does not name exactly the trained tensors."""
-        expected = {n for n, p in self.named_parameters() if p.requires_grad}
-        expected |= {n for n, _ in self.named_buffers() if "standardise" in n}
+        expected = {n for n, _ in trained_tensors(self)}
         if set(state) != expected:
             raise KeyError(f"checkpoint does not match the model: missing {sorted(expected - set(state))[:3]}, "
                            f"unexpected {sorted(set(state) - expected)[:3]}")
