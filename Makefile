@@ -30,7 +30,7 @@ train: setup
 	mkdir -p runs
 	$(OFFLINE) EMO_LLAMA_PROGRESS=lines $(VENV)/bin/papermill notebooks/05_train.ipynb runs/05_train.ipynb \
 		-k python3 --log-output --no-progress-bar
-	$(OFFLINE) $(PY) -m emo_llama.run_summary runs/05_train --notebook runs/05_train.ipynb
+	$(OFFLINE) $(PY) -m emo_llama.evaluate.summary runs/05_train --notebook runs/05_train.ipynb
 
 # The paper's ablations (Tab. 5-9), 3 seeds, on mini with the offline stack: notebook 06 sized for under an hour on
 # 2 cores (7 trainings per seed; measured: 21 trainings in 45 min, about 2 min each)
@@ -43,6 +43,7 @@ ablations: setup
 
 lint: setup
 	$(VENV)/bin/ruff check emo_llama tests benchmarks scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 test-unit: setup
 	$(OFFLINE) $(VENV)/bin/pytest -q -m "not notebook" tests

@@ -25,10 +25,10 @@ class _Enough(Exception):
 def _align_step_times(flush: bool, steps: int, out_dir: str, queue) -> None:
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    import emo_llama.train as train
+    import emo_llama.train.stages as stages
 
     if not flush:  # the run as it was before: leave the CPU's subnormal handling as it is
-        train.flush_denormals = lambda: False
+        stages.flush_denormals = lambda: False
     stamps: list[float] = []
 
     def after_step(optimizer, args, kwargs) -> None:
@@ -37,10 +37,10 @@ def _align_step_times(flush: bool, steps: int, out_dir: str, queue) -> None:
             raise _Enough
 
     register_optimizer_step_post_hook(after_step)
-    cfg = train.TrainConfig(output_dir=out_dir, zero_shot=False, real_faces=False, align_steps=max(100, steps),
+    cfg = stages.TrainConfig(output_dir=out_dir, zero_shot=False, real_faces=False, align_steps=max(100, steps),
                             resume=False, progress=False)
     try:
-        train.run(cfg)
+        stages.run(cfg)
     except _Enough:
         pass
     queue.put([b - a for a, b in zip(stamps, stamps[1:])])

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from emo_llama import samples
-from emo_llama._compat import import_facenet_mtcnn
-from emo_llama.faces import CropConfig, FaceCropper
+from emo_llama.faces import CropConfig, FaceCropper, samples
+from emo_llama.faces._compat import import_facenet_mtcnn
 from emo_llama.utils import resolve_device
 
 

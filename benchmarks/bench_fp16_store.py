@@ -3,7 +3,7 @@ store, and a trained model's answers on each. Prints one run's figures.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_fp16_store.py --model runs/05_train/model   # ~2 min
 
-The feature store keeps vision and face tokens in fp16 (`emo_llama.feature_store`, half the disk of fp32);
+The feature store keeps vision and face tokens in fp16 (`emo_llama.features.store`, half the disk of fp32);
 landmarks, age/gender, masks and crops keep their dtype. Per token field: the largest relative error over
 values with |x| >= 1e-3 (fp16 rounds to 11 significant bits, so 2**-11 = 4.9e-4 is the bound for normal values),
 the largest absolute error and the share of values fp16 flushes to zero. Then the model (`--model`: a
@@ -22,10 +22,10 @@ from pathlib import Path
 def main(argv=None) -> None:
     from emo_llama.data import get_dataset
     from emo_llama.evaluate import evaluate
-    from emo_llama.feature_store import HALF_FIELDS, FeatureStore
     from emo_llama.features import FeatureExtractor
+    from emo_llama.features.store import HALF_FIELDS, FeatureStore
     from emo_llama.model import EmoLlama
-    from emo_llama.train_data import category_question
+    from emo_llama.prompts import category_question
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="runs/05_train/model")

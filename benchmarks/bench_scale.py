@@ -55,7 +55,7 @@ def _extractor():
     import torch
 
     import emo_llama.expert.tiny  # noqa: F401
-    from emo_llama.features import FeatureExtractor, _centre_square
+    from emo_llama.features.extractor import FeatureExtractor, _centre_square
     from emo_llama.model import get_stack
 
     torch.set_num_threads(1)
@@ -71,7 +71,7 @@ def _extractor():
 
 
 def _extract_worker(paths, root, rank, world, queue):
-    from emo_llama.feature_store import FeatureStore
+    from emo_llama.features.store import FeatureStore
 
     ext = _extractor()
     store = FeatureStore.for_extractor(ext, root=root, chunk_size=64)
@@ -97,7 +97,7 @@ def extract(paths, root, world) -> list[dict]:
 def _epoch_worker(paths, root, batch, queue):
     import torch
 
-    from emo_llama.feature_store import FeatureStore
+    from emo_llama.features.store import FeatureStore
     from emo_llama.model import EmoLlama, EmoLlamaConfig
 
     ext = _extractor()
@@ -184,7 +184,7 @@ def main(argv=None) -> None:
           f"{e_small['seconds']:.0f} s; {args.large} samples RSS {e_large['rss_mb']:.0f} MB in "
           f"{e_large['seconds']:.0f} s", flush=True)
 
-    from emo_llama.feature_store import FeatureStore
+    from emo_llama.features.store import FeatureStore
 
     store = FeatureStore.for_extractor(_extractor(), root=work / "store_2", chunk_size=64)
     frames_small = sum(3 if Path(p).is_dir() else 1 for p in small)

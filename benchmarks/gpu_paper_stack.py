@@ -25,12 +25,12 @@ import torch
 def build(tiny: bool, device: torch.device, dtype: torch.dtype, vision_kind: str = "clip"):
     from transformers import CLIPVisionConfig, LlamaConfig, LlamaForCausalLM
 
-    from emo_llama.expert.facexformer import FaceXFormerConfig, FaceXFormerExpert, FaceXFormerNet
+    from emo_llama.expert.facexformer.expert import FaceXFormerConfig, FaceXFormerExpert, FaceXFormerNet
     from emo_llama.model import EmoLlama, EmoLlamaConfig
-    from emo_llama.model.eva_vit import EVAViTConfig
-    from emo_llama.model.llm import byte_tokenizer, with_conversation_format
-    from emo_llama.model.stacks import Stack, qformer_from_bert
-    from emo_llama.model.vision import CLIPVision, EVAVision
+    from emo_llama.model.backbones.eva_vit import EVAViTConfig
+    from emo_llama.model.backbones.llm import byte_tokenizer, with_conversation_format
+    from emo_llama.model.backbones.stacks import Stack, qformer_from_bert
+    from emo_llama.model.backbones.vision import CLIPVision, EVAVision
 
     tok = with_conversation_format(byte_tokenizer("vicuna"))
     if tiny:
@@ -68,7 +68,7 @@ def build(tiny: bool, device: torch.device, dtype: torch.dtype, vision_kind: str
 
 def media_features(model, frames: int, device):
     """Run the frozen encoders on random frames once (timed) and wrap them as MediaFeatures."""
-    from emo_llama.model.synthetic import synthetic_features
+    from emo_llama.features.synthetic import synthetic_features
 
     stack = model.stack
     images = torch.rand(frames, 3, 224, 224, device=device)
@@ -107,7 +107,7 @@ def compare_swin_with_torchvision(device) -> None:
         return
     import torchvision
 
-    from emo_llama.expert.facexformer import FaceXFormerConfig, FaceXFormerNet
+    from emo_llama.expert.facexformer.expert import FaceXFormerConfig, FaceXFormerNet
 
     torch.manual_seed(0)
     ours = FaceXFormerNet(FaceXFormerConfig()).to(device).eval()
@@ -163,7 +163,7 @@ def main() -> None:
     question = "Which expression? " + "x" * max(0, args.seq - overhead)
     batch_data = model.make_batch([feats] * batch, [[(question, "My choice is: happiness")]] * batch, device=device)
     tokens = batch_data["input_ids"].numel()
-    from emo_llama.memory import check_fits
+    from emo_llama.train.memory import check_fits
 
     check_fits(model, batch, batch_data["input_ids"].shape[1], checkpointing, device)
     params = [p for p in model.parameters() if p.requires_grad]

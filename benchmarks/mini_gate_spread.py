@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mini_gate_spread.py --seeds 0 1 2 3 4
 
-The gate (notebook 04, `emo_llama.data.sanity.expression_net_scores`) is face-api's expression net, a
+The gate (notebook 04, `emo_llama.data.mini.sanity.expression_net_scores`) is face-api's expression net, a
 classifier trained on real faces that nobody here trained, read on mini's test split: UAR >= 0.60 with no
 class at 0. mini's test split is about 215 samples from about 16 identities, so the figure of one build is
 a draw. For each seed this renders only the test identities of that seed's build (`build_mini(...,
@@ -25,8 +25,8 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=None, help="judge renders per slot (default: build_mini's)")
     args = ap.parse_args()
 
-    from emo_llama.data.mini import build_mini, load_mini
-    from emo_llama.data.sanity import expression_net_scores
+    from emo_llama.data.mini.build import build_mini, load_mini
+    from emo_llama.data.mini.sanity import expression_net_scores
 
     extra = {} if args.candidates is None else {"candidates": args.candidates}
     uars = []

@@ -7,7 +7,7 @@ A linear classifier on each of them (mean-pooled tokens; normalised 68-point sha
 trained modules can read from that feature without overfitting. Each frame of a training clip takes the
 clip's label; a test clip averages its frames' log-probabilities. Prints the test UAR per feature, so the
 model's UAR in `runs/05_train/metrics.json` can be read against it. With `--model`, also the trained
-model's frame tokens read without the LLM: cosine against the class words (`emo_llama.align`), mean over
+model's frame tokens read without the LLM: cosine against the class words (`emo_llama.train.align`), mean over
 a sample's frames and its context/visual/landmark tokens.
 """
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 
 def frame_features(media, kind: str) -> torch.Tensor:
-    from emo_llama.model.projectors import normalise_landmarks
+    from emo_llama.model.parts.projectors import normalise_landmarks
 
     parts = {"landmarks_68": lambda m: normalise_landmarks(m.landmarks_68).flatten(1),
              "face_tokens": lambda m: m.face_tokens.mean(1),
@@ -53,8 +53,8 @@ def probe_uar(train, test, classes, kind: str, steps: int = 300) -> float:
 
 @torch.no_grad()
 def token_probe_uar(model, test, classes, questions) -> float:
-    from emo_llama.align import class_word_cosines, class_word_embeddings
     from emo_llama.data import compute_metrics
+    from emo_llama.train.align import class_word_cosines, class_word_embeddings
 
     words = class_word_embeddings(model, classes)
     predicted = []
@@ -87,7 +87,7 @@ def main() -> None:
         print(f"linear probe on {kind:<14} test UAR {probe_uar(data['train'], data['test'], classes, kind):.3f}")
     if args.model:
         from emo_llama.model import EmoLlama
-        from emo_llama.train import category_question
+        from emo_llama.prompts import category_question
 
         model = EmoLlama.from_pretrained(args.model, device="cpu")
         questions = [category_question(classes, s.kind) for s in splits["test"].samples]

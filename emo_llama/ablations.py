@@ -29,9 +29,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from emo_llama.config import TrainConfig, parse_args
 from emo_llama.evaluate import evaluate, headline
-from emo_llama.train import TrainConfig, parse_args, run
-from emo_llama.train_data import eval_questions, load_splits
+from emo_llama.prompts import eval_questions
+from emo_llama.train import run
+from emo_llama.train.items import load_splits
 
 TABLES: dict[int, str] = {
     5: "facial priors",
@@ -173,9 +175,9 @@ def score_with(result, cfg: TrainConfig, inference: dict, progress: bool = False
     samples = [replace(s, caption=captions.get(str(s.media), s.caption)) for s in result.test_samples]
     questions = eval_questions(samples, result.classes, icfg.descriptive_text)
     media = [result.features.get(str(s.media)) for s in samples]
-    return evaluate(result.model, media, [s.label for s in samples], result.classes, questions, cfg.eval_batch_size,
-                    cfg.max_new_tokens, progress, "eval with " + ",".join(inference),
-                    paths=[s.media for s in samples])
+    return evaluate(result.model, media, [s.label for s in samples], result.classes, questions,
+                    batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens, progress=progress,
+                    desc="eval with " + ",".join(inference), paths=[s.media for s in samples])
 
 
 def run_ablations(tables: Sequence[int] | str | None = None, seeds: int | Sequence[int] = 3,

@@ -1,9 +1,13 @@
-"""`TrainConfig`: the one declaration of every user-facing training parameter, and its other faces.
+"""The configs, declared once: `EmoLlamaConfig` (the model), the training recipes by name, and `TrainConfig`
+(every user-facing training parameter) with its other faces.
 
 The command line (`parse_args`: one flag per field), notebook 05's parameters cell (`parameters_cell`, checked by
 tests/test_config_drift.py; `config_from_parameters` reads papermill's plain values back) and the model's
 `EmoLlamaConfig` (`TrainConfig.model_config`) all derive from the dataclass below: its fields, defaults and the
 comment on each field's line. `emo_llama.train` re-exports TrainConfig, parse_args and the notebook helpers.
+
+This module sits at the bottom of the package (it imports only `emo_llama.prompts`), so every layer can read a
+config without importing the layers that use it.
 """
 
 from __future__ import annotations
@@ -14,10 +18,82 @@ import io
 import json
 import tokenize
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 
-from emo_llama.model import EmoLlamaConfig
-from emo_llama.recipes import apply_recipe
+from emo_llama.prompts import DEFAULT_SYSTEM_PROMPT
+
+
+@dataclass
+class EmoLlamaConfig:
+    stack: str = "offline"
+    stack_options: dict = field(default_factory=dict)
+    num_queries: int = 32              # M (paper)
+    context_dim: int = 256             # width of Eq. 2's Q/K/V before MLP^T
+    fim_dim: int = 256
+    fim_heads: int = 4
+    fim_ffn_mult: int = 2
+    landmark_hidden: int = 256
+    dropout: float = 0.0
+    # Ablation arms (paper Tab. 5 and 7): each one flag.
+    fim_mode: str = "fim"              # "fim" | "pool_concat"
+    use_face_embedding: bool = True
+    use_landmarks: bool = True         # landmark token per frame (AU regions are used either way)
+    use_agr: bool = True
+    # LoRA (paper: r=128, alpha=256 as LLaVA-1.5); CPU default smaller.
+    lora_r: int = 16
+    lora_alpha: int | None = None      # None: 2 * lora_r
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] | None = None   # None: the stack's default
+    train_qformer_base: bool = False   # also train the BERT layers copied from MiniLM / BERT
+    match_embedding_scale: bool = True  # projector outputs start at the LLM's token-embedding scale
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_instruction_tokens: int = 64
+    # Set by a pretrained initialisation (LLaMA-VID, via the stack's `config_overrides`):
+    context_key_dim: int | None = None  # width of Eq. 2's Q/K (None: context_dim)
+    qformer_vision_norm: bool = False   # LayerNorm on the visual tokens the Q-Former reads (vlm_att_ln)
+    context_projector: str = "mlp"      # "mlp" (MLP^T) | "none" (Eq. 2's V already maps into the LLM)
+    standardise_features: bool = True   # z-score frozen vision/face features (off for pretrained projectors)
+    vision_cls_token: bool = False      # first visual token is a CLS (EVA-G): the Q-Former reads all tokens,
+                                        # Eq. 2's values and FIM the patch tokens only (LLaMA-VID)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return 3 if self.use_landmarks else 2
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EmoLlamaConfig:
+        known = {f.name for f in fields(cls)}
+        d = {k: (tuple(v) if k == "lora_targets" and v is not None else v) for k, v in d.items() if k in known}
+        return cls(**d)
+
+
+
+# Training recipes by name. `cpu`: the TrainConfig defaults (mini on 2 cores). `paper`: the paper's settings
+# (LLaVA-1.5's LoRA recipe): r=128, alpha=256, lr 2e-4 for LoRA and every new module, one epoch, no label-word
+# alignment, gradient checkpointing; bf16 comes with CUDA (make_accelerator). A field the user set (on the
+# command line, or to a value other than its CPU default) wins over the recipe.
+RECIPES: dict[str, dict] = {
+    "cpu": {},
+    "paper": {"lora_r": 128, "lora_alpha": 256, "lr": 2e-4, "new_module_lr": 2e-4, "epochs": 1.0, "max_steps": 0,
+              "resample": True, "batch_size": 128, "grad_accum": 8, "warmup_ratio": 0.03, "weight_decay": 0.0,
+              "conversation_share": 0.5, "conversation_turns": 3, "align_steps": 0, "freeze_after_align": False,
+              "gradient_checkpointing": True},
+}
+DEFAULT_RECIPE = {"paper": "paper"}                      # stack -> recipe when recipe="auto" (else "cpu")
+
+
+def apply_recipe(cfg, explicit: set[str] | None = None):
+    """The config with its recipe's values filled in; fields in `explicit` (default: those that differ from
+    TrainConfig's defaults) keep the user's value."""
+    name = DEFAULT_RECIPE.get(cfg.stack, "cpu") if cfg.recipe == "auto" else cfg.recipe
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {cfg.recipe!r}; choose one of {sorted(RECIPES)} or 'auto'")
+    defaults = type(cfg)()
+    if explicit is None:
+        explicit = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)}
+    values = {k: v for k, v in RECIPES[name].items() if k not in explicit}
+    return replace(cfg, recipe=name, **values)
+
 
 STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert")  # -> stack_options
 
@@ -66,14 +142,14 @@ class TrainConfig:
     recipe: str = "auto"                   # cpu | paper | auto (paper for the paper stack); values set here win
     gradient_checkpointing: bool = False   # recompute the LLM's activations in backward (paper recipe: on)
     check_memory: bool = True              # print expected memory, refuse runs that cannot fit the device
-    # label-word alignment of the new modules before LoRA tuning (emo_llama.align; not in the paper)
+    # label-word alignment of the new modules before LoRA tuning (emo_llama.train.align; not in the paper)
     align_steps: int = 100                 # label-word alignment before LoRA (0: off, as in the paper)
     align_lr: float = 5e-3                 # its learning rate
     align_batch_size: int = 16             # its class-balanced batch
     freeze_after_align: bool = True        # keep the aligned new modules fixed while LoRA trains (no backward)
     # evaluation
     zero_shot: bool = True                 # score the untrained model with the paper's zero-shot prompt first
-    real_faces: bool = True                # end with the real-face check set (emo_llama.real_check)
+    real_faces: bool = True                # end with the real-face check set (emo_llama.evaluate.real_faces)
     eval_batch_size: int = 16              # answers generated per batch
     max_new_tokens: int = 12               # answer length
     # bookkeeping
@@ -145,7 +221,7 @@ def parameters_cell(names: tuple[str, ...] = NOTEBOOK_PARAMETERS) -> str:
     rows = [(f"{n}: {t} = {v}", comments.get(n, "")) for n in names
             for t, v in [_notebook_value(hints[n], defaults[n])]]
     width = max(len(code) for code, _ in rows) + 2
-    lines = ["# Parameters (papermill overrides these; TrainConfig in emo_llama/train.py documents each)"]
+    lines = ["# Parameters (papermill overrides these; TrainConfig in emo_llama/config.py documents each)"]
     lines += [f"{code:<{width}}# {comment}" if comment else code for code, comment in rows]
     return "\n".join(lines)
 

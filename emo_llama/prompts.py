@@ -1,4 +1,11 @@
-"""The paper's fixed prompt texts, the media placeholders, and the AGR prompt built from the facial expert (Eq. 4)."""
+"""Every prompt text in one place: the system lines and chat templates, the category questions the model is
+tuned and evaluated with, the paper's zero-shot guard, the media placeholders, and the AGR prompt built from the
+facial expert (Eq. 4).
+
+The data layer turns these into instruction records (`emo_llama.data.text`) and the model wraps them in its chat
+template (`emo_llama.model.parts.prompting`). The one exception: the offline conversation generator keeps its
+question and answer templates next to the logic that fills them (`emo_llama.data.text.conversations`).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +30,61 @@ VIDEO_PLACEHOLDER = "<video>"
 MEDIA_PLACEHOLDERS = (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER)
 
 GENDERS = ("female", "male")  # column order of every facial expert's gender probabilities
+
+# The system line of the offline and tiny stacks (the paper stack's recipe uses VICUNA_SYSTEM).
+DEFAULT_SYSTEM_PROMPT = "You are an expert in facial expressions. Answer briefly."
+
+# ChatML, the template SmolLM2 ships in its GGUF, without SmolLM's default system text.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+# Vicuna v1 (LLaMA-VID's `conv_vicuna_v1`), for LLaMA/Vicuna tokenizers that ship no chat template:
+#   "{system} USER: {question} ASSISTANT: {answer}</s>USER: {question} ASSISTANT:"
+# The system message's content is the system line (VICUNA_SYSTEM in the paper recipe); `</s>` (the eos
+# token) closes every answer, so generation stops at the end of the turn.
+VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
+                 "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+VICUNA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + ' ' }}"
+    "{% elif message['role'] == 'user' %}{{ 'USER: ' + message['content'] + ' ' }}"
+    "{% else %}{{ 'ASSISTANT: ' + message['content'] + eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+CATEGORY_QUESTIONS: tuple[str, ...] = (
+    "Which facial expression does the person in the {media} show? Choose from: {classes}.",
+    "What emotion is shown on this face? Options: {classes}.",
+    "Classify the facial expression in the {media} as one of the following: {classes}.",
+    "Looking at the person's face, which of these expressions fits best: {classes}?",
+    "Identify the expression of the person in the {media}. Candidates: {classes}.",
+    "From the list {classes}, which word describes this facial expression?",
+)
+
+ADJECTIVES: dict[str, str] = {
+    "neutral": "neutral", "happiness": "happy", "sadness": "sad", "surprise": "surprised",
+    "fear": "fearful", "disgust": "disgusted", "anger": "angry", "contempt": "contemptuous",
+    "anxiety": "anxious", "helplessness": "helpless", "disappointment": "disappointed",
+}
+
+
+def class_list_text(classes: Sequence[str]) -> str:
+    return ", ".join(classes)
+
+
+def description_text(sample) -> str | None:
+    """The sample's descriptive text as questions carry it (Tab. 8), or None when it has no caption."""
+    if not sample.caption:
+        return None
+    return f"Description of the {'video' if sample.kind == 'video' else 'image'}: {sample.caption}"
+
+
+def zero_shot_question(classes: Sequence[str], media: str = "image") -> str:
+    """The paper's zero-shot evaluation prompt: the question, the class list, then the format guard."""
+    return f"{CATEGORY_QUESTIONS[0].format(media=media, classes=class_list_text(classes))} {ZERO_SHOT_SUFFIX}"
 
 
 def strip_placeholders(text: str) -> str:
@@ -71,3 +133,21 @@ def agr_from_expert(age_years: torch.Tensor, gender_probs: torch.Tensor, face_fo
         race = race_names[int(race_probs[found].float().mean(0).argmax())]
     return agr_prompt(float(age_years[found].float().mean()), GENDERS[g], race,
                       gender_prob=float(probs[g]) if confidence else None)
+
+
+def category_question(classes, media: str = "image") -> str:
+    """After training: the category instruction the model was tuned on (phrasing 0), without the guard."""
+    return CATEGORY_QUESTIONS[0].format(media=media, classes=class_list_text(classes))
+
+
+def eval_questions(samples, classes, descriptive_text: bool = False, zero_shot: bool = False) -> list[str]:
+    """The question each test sample is asked: the tuned category question (or the paper's zero-shot prompt),
+    preceded by the sample's descriptive text when `descriptive_text` is on (Tab. 8: text at inference),
+    in the same place training questions carry it."""
+    questions = []
+    for s in samples:
+        media = "video" if s.kind == "video" else "image"
+        question = zero_shot_question(classes, media) if zero_shot else category_question(classes, media)
+        text = description_text(s) if descriptive_text else None
+        questions.append(f"{text}\n{question}" if text else question)
+    return questions

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The repository's data/ folder: committed weights (weights/), face crops (faces/) and built data (cache/).
+REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+
 
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed python, numpy and torch (all devices) from one number; return a CPU generator seeded the same."""
@@ -82,3 +85,16 @@ def flush_denormals() -> bool:
     figure we report. Returns False where the CPU has no such mode.
     """
     return torch.set_flush_denormal(True)
+
+
+def model_cache_dir() -> Path:
+    """Where dequantised weights and frozen features live: never inside the repository."""
+    return Path(os.environ.get("EMO_LLAMA_MODEL_CACHE", Path.home() / ".cache" / "emo_llama")).expanduser()
+
+
+def default_cache_dir() -> Path:
+    """Where built data lives: $EMO_LLAMA_CACHE, else <repo>/data/cache (git-ignored)."""
+    env = os.environ.get("EMO_LLAMA_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return REPO_DATA / "cache"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emo_llama.expert.convert import DEFAULT_WEIGHTS_DIR, convert_faceapi
+from emo_llama.expert.faceapi.convert import DEFAULT_WEIGHTS_DIR, convert_faceapi
 
 
 def main() -> None:

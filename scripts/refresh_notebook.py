@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import papermill
+import yaml
 
 KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 # The kernel `make setup` installs (Makefile: ipykernel install --name python3 --display-name ...): JupyterLab
@@ -50,11 +51,15 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a papermill parameter (its value read as YAML, as papermill -p does); the committed "
+                             "notebook keeps its own parameters cell, so say in its text which values made the outputs")
     args = parser.parse_args()
+    parameters = {name: yaml.safe_load(value) for name, value in args.parameter}
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     for path in args.notebooks:
         print(f"running {path} ...", flush=True)
-        papermill.execute_notebook(str(path), str(path), kernel_name="python3",
+        papermill.execute_notebook(str(path), str(path), parameters=parameters, kernel_name="python3",
                                    progress_bar=False)
         nb = clean(nbformat.read(path, as_version=4))
         nbformat.write(nb, path)

@@ -17,6 +17,6 @@ def cropper():
 
 @pytest.fixture(scope="session")
 def astronaut():
-    from emo_llama import samples
+    from emo_llama.faces import samples
 
     return samples.astronaut()

@@ -16,12 +16,12 @@ from emo_llama import ablations
 from emo_llama.ablations import ABLATED, ARMS, arms_of, plan, run_ablations
 from emo_llama.data import Sample
 from emo_llama.data.sampling import epoch_order, make_weighted_sampler
+from emo_llama.features.synthetic import synthetic_features
 from emo_llama.model import EmoLlama, EmoLlamaConfig
-from emo_llama.model.face_info_mining import FaceInfoMining, FIMConfig, PoolConcat
-from emo_llama.model.synthetic import synthetic_features
-from emo_llama.prompts import AGR_PREFIX
+from emo_llama.model.parts.face_info_mining import FaceInfoMining, FIMConfig, PoolConcat
+from emo_llama.prompts import AGR_PREFIX, eval_questions
 from emo_llama.train import TrainConfig
-from emo_llama.train_data import TrainItem, eval_questions, item_weights
+from emo_llama.train.items import TrainItem, item_weights
 
 SMALL = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16, "num_queries": 4,
          "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
@@ -174,27 +174,27 @@ def test_eval_questions_carry_the_caption_only_when_asked():
 
 
 def test_run_asks_evaluation_questions_with_captions(tmp_path, monkeypatch):
-    import emo_llama.train as train
-    from emo_llama.train_data import load_splits
+    import emo_llama.train.stages as stages
+    from emo_llama.train.items import load_splits
 
-    monkeypatch.setattr(train, "load_splits", lambda cfg: (lambda c, tr, te, b: (c, _captioned(tr), _captioned(te),
+    monkeypatch.setattr(stages, "load_splits", lambda cfg: (lambda c, tr, te, b: (c, _captioned(tr), _captioned(te),
                                                                                    b))(*load_splits(cfg)))
     asked = {}
-    real_evaluate = train.evaluate
+    real_evaluate = stages.evaluate
 
-    def spy(model, media, labels, classes, questions, *args, **kwargs):
-        asked[args[3]] = list(questions)  # desc -> questions
-        return real_evaluate(model, media, labels, classes, questions, *args, **kwargs)
+    def spy(model, media, labels, classes, questions, **kwargs):
+        asked[kwargs["desc"]] = list(questions)  # desc -> questions
+        return real_evaluate(model, media, labels, classes, questions, **kwargs)
 
-    monkeypatch.setattr(train, "evaluate", spy)
-    train.run(tiny_train_config(tmp_path / "t", descriptive_text=True, zero_shot=True), log=lambda _: None)
+    monkeypatch.setattr(stages, "evaluate", spy)
+    stages.run(tiny_train_config(tmp_path / "t", descriptive_text=True, zero_shot=True), log=lambda _: None)
     assert set(asked) == {"zero-shot eval", "trained eval"}
     for questions in asked.values():
         assert len(questions) == 3 and all(q.startswith("Description of the image: The brows of test-") for q in questions)
 
 
 def test_mafw_is_read_with_captions_when_descriptive_text_is_on(monkeypatch):
-    import emo_llama.train_data as train_data
+    import emo_llama.train.items as train_data
 
     calls = []
 

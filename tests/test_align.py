@@ -1,4 +1,4 @@
-"""Label-word alignment (emo_llama.align) on the `tiny` stack (random weights) with synthetic features."""
+"""Label-word alignment (emo_llama.train.align) on the `tiny` stack (random weights) with synthetic features."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emo_llama.align import align_to_label_words, alignment_loss, class_word_embeddings
+from emo_llama.features.synthetic import synthetic_features
 from emo_llama.model import EmoLlama, EmoLlamaConfig
-from emo_llama.model.synthetic import synthetic_features
+from emo_llama.train.align import align_to_label_words, alignment_loss, class_word_embeddings
 
 CLASSES = ("happiness", "sadness", "surprise")
 QUESTION = "Which emotion? Options: happiness, sadness, surprise."

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from emo_llama.data import parse_answer
+from emo_llama.faces.video import MediaError
 from emo_llama.features import FeatureExtractor
 from emo_llama.model import EmoLlama, EmoLlamaConfig, get_stack
 from emo_llama.model.answers import NO_FACE_TEXT, UNREADABLE_TEXT, Answer
-from emo_llama.video import MediaError
 
 CLASSES = ["neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger"]
 QUESTION = "What emotion does the face show?"
@@ -42,7 +42,7 @@ def _save(path, image) -> str:
 
 @pytest.fixture()
 def face_image(tmp_path):
-    from emo_llama.samples import astronaut
+    from emo_llama.faces.samples import astronaut
 
     return _save(tmp_path / "astronaut.png", astronaut())
 
@@ -80,7 +80,7 @@ def test_no_face_image_and_noise_get_no_class(model, extractor, face_image, tmp_
 
 
 def test_video_frames_without_a_face_are_counted(model, extractor, tmp_path):
-    from emo_llama.samples import astronaut, no_face_image
+    from emo_llama.faces.samples import astronaut, no_face_image
 
     video = _write_video(tmp_path / "mixed.mp4", [astronaut(), no_face_image(), astronaut()])
     a = model.answer([video], [QUESTION], extractor=extractor, max_new_tokens=3)[0]
@@ -89,7 +89,7 @@ def test_video_frames_without_a_face_are_counted(model, extractor, tmp_path):
 
 
 def test_unreadable_files_do_not_stop_the_batch(model, extractor, face_image, tmp_path):
-    from emo_llama.samples import carphone_video
+    from emo_llama.faces.samples import carphone_video
 
     good = carphone_video().read_bytes()
     corrupt = tmp_path / "corrupt.mp4"

@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import torch
 
-from emo_llama.checkpoint import rng_state, set_rng_state
+from emo_llama.train.checkpoint import rng_state, set_rng_state
 
 WORKER = textwrap.dedent('''
     import json, os, sys, time
@@ -22,7 +22,7 @@ WORKER = textwrap.dedent('''
     import torch
     import torch.distributed as dist
 
-    from emo_llama.checkpoint import latest_checkpoint, save_checkpoint
+    from emo_llama.train.checkpoint import latest_checkpoint, save_checkpoint
 
     class Model(torch.nn.Module):
         def __init__(self):

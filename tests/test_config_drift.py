@@ -14,15 +14,16 @@ import pytest
 
 from emo_llama.config import (
     NOTEBOOK_PARAMETERS,
+    RECIPES,
     STACK_PATHS,
     TrainConfig,
+    apply_recipe,
     config_from_parameters,
     field_comments,
     parameters_cell,
     parse_args,
 )
 from emo_llama.model import EmoLlamaConfig
-from emo_llama.recipes import RECIPES, apply_recipe
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_train.ipynb"
 

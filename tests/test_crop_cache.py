@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emo_llama import samples
+from emo_llama.faces import samples
 from emo_llama.faces.cache import cache_crops, load_cached_crops
 
 

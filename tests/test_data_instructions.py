@@ -25,9 +25,9 @@ from emo_llama.data import (
     zero_shot_question,
 )
 from emo_llama.data.aus import describe_aus
-from emo_llama.data.conversations import record_from_llm_reply
-from emo_llama.data.llava_json import validate_record
 from emo_llama.data.sampling import inverse_frequency_weights, resampled_counts
+from emo_llama.data.text.conversations import record_from_llm_reply
+from emo_llama.data.text.llava_json import validate_record
 
 IMG = Sample(id="a1", media=Path("/x/a1.jpg"), label="happiness", split="train", caption="The lip corners rise.")
 VID = Sample(id="v1", media=Path("/x/v1.mp4"), label="fear", split="test", kind="video")

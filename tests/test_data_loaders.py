@@ -102,7 +102,7 @@ def test_ferplus_generated_folders(tmp_path):
 
 
 def test_ferplus_majority_rule():
-    from emo_llama.data.image_sets import ferplus_majority
+    from emo_llama.data.datasets.image_sets import ferplus_majority
 
     assert ferplus_majority([5, 5, 0, 0, 0, 0, 0, 0, 0, 0]) is None  # exactly half is not a majority
     assert ferplus_majority([6, 1, 1, 1, 1, 0, 0, 0, 0, 0]) == 0  # single votes are noise
@@ -124,7 +124,7 @@ def test_dfew_layouts(tmp_path, spelling, media):
 
 
 def test_dfew_16f_frames_read_in_natural_order(tmp_path):
-    from emo_llama.video import load_frames
+    from emo_llama.faces.video import load_frames
 
     fx.write_dfew(tmp_path)
     frames = load_frames(get_dataset("dfew", tmp_path)[0].media)

@@ -10,8 +10,8 @@ import pytest
 
 from emo_llama.data import get_dataset
 from emo_llama.data.labels import MINI_CLASSES
-from emo_llama.data.mini import build_mini, load_mini
-from emo_llama.video import load_frames
+from emo_llama.data.mini.build import build_mini, load_mini
+from emo_llama.faces.video import load_frames
 
 SMALL = {"max_identities": 6, "colour_images_per_class": 1, "progress": False}
 
@@ -99,7 +99,7 @@ def test_only_split_renders_that_split_exactly_as_the_full_build(small_mini, tmp
 
 
 def test_mtcnn_finds_the_synthesised_faces(small_mini):
-    from emo_llama.data.sanity import detection_rate, first_frames
+    from emo_llama.data.mini.sanity import detection_rate, first_frames
 
     root, _ = small_mini
     samples = load_mini(root, split="train").samples + load_mini(root, split="test").samples

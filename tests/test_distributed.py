@@ -14,16 +14,16 @@ import torch
 from fixtures.launch import ENV, TINY, launch
 from safetensors.torch import load_file
 
+from emo_llama.features.synthetic import synthetic_features
 from emo_llama.model import EmoLlama, EmoLlamaConfig
-from emo_llama.model.synthetic import synthetic_features
-from emo_llama.train import unused_parameters
+from emo_llama.train.loop import unused_parameters
 
 EVAL_WORKER = textwrap.dedent('''
     import json, sys
     from accelerate import Accelerator
     from emo_llama.evaluate import evaluate
     from emo_llama.model import EmoLlama, EmoLlamaConfig
-    from emo_llama.model.synthetic import synthetic_features
+    from emo_llama.features.synthetic import synthetic_features
     from emo_llama.utils import seed_everything
 
     acc = Accelerator(cpu=True)
@@ -135,7 +135,7 @@ def test_engine_check_refuses_what_would_run_something_else(monkeypatch, kind, f
 
     from accelerate.utils import DistributedType
 
-    from emo_llama.sharding import check_engine
+    from emo_llama.train.distributed import check_engine
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true" if fsdp_asked else "false")
     accelerator = SimpleNamespace(distributed_type=DistributedType[kind])

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emo_llama.model import eva_vit
-from emo_llama.model.eva_vit import EVAViTConfig, load_eva
-from emo_llama.model.vision import EVAVision
+from emo_llama.model.backbones import eva_vit
+from emo_llama.model.backbones.eva_vit import EVAViTConfig, load_eva
+from emo_llama.model.backbones.vision import EVAVision
 
 CFG = EVAViTConfig.tiny(width=24, depth=2, heads=4)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emo_llama.expert import GENDERS, ExpertOutput, crop_to_frame, get_expert, get_expression_net
-from emo_llama.expert.convert import DEFAULT_WEIGHTS_DIR, REFERENCE_FILE, reference_inputs
+from emo_llama.expert.faceapi.convert import DEFAULT_WEIGHTS_DIR, REFERENCE_FILE, reference_inputs
 
 
 @pytest.fixture(scope="module")

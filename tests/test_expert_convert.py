@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from emo_llama.expert.tfjs_weights import convert_manifest, load_state_dict, read_manifest, torch_key
+from emo_llama.expert.faceapi.tfjs_weights import convert_manifest, load_state_dict, read_manifest, torch_key
 
 
 def _write_model(folder, groups):

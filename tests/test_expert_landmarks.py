@@ -9,9 +9,9 @@ about 2 pixels, the size of either model's own error): there every frame's mean 
 import numpy as np
 import pytest
 
-from emo_llama import samples
 from emo_llama.expert import agreement_with_5_points, crops_to_tensor, get_expert
-from emo_llama.video import load_frames
+from emo_llama.faces import samples
+from emo_llama.faces.video import load_frames
 
 
 @pytest.fixture(scope="module")

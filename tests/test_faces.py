@@ -6,9 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from emo_llama import samples
-from emo_llama._compat import batched_nms
-from emo_llama.faces import CropConfig, FaceCropper, square_crop, to_rgb_uint8
+from emo_llama.faces import CropConfig, FaceCropper, samples, square_crop, to_rgb_uint8
+from emo_llama.faces._compat import batched_nms
 from emo_llama.utils import resolve_device
 
 
@@ -148,7 +147,7 @@ def test_facenet_import_leaves_no_torchvision_trace():
 
 def test_standins_are_really_removed():
     """The check above must be able to fail: a stand-in module has no __file__ and is caught."""
-    from emo_llama import _compat
+    from emo_llama.faces import _compat
 
     with _compat._torchvision_standins():
         inside = sys.modules.get("torchvision.ops.boxes")

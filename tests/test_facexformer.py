@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from emo_llama.expert import get_expert
-from emo_llama.expert.facexformer import FaceXFormerConfig, FaceXFormerExpert, FaceXFormerNet, load_checkpoint
-from emo_llama.expert.facexformer_swin import relative_position_index
+from emo_llama.expert.facexformer.expert import (
+    FaceXFormerConfig,
+    FaceXFormerExpert,
+    FaceXFormerNet,
+    load_checkpoint,
+)
+from emo_llama.expert.facexformer.swin import relative_position_index
 
 
 def torchvision_swin_keys(cfg: FaceXFormerConfig) -> dict[str, tuple[int, ...]]:

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 import emo_llama.expert.tiny  # noqa: F401
-from emo_llama.feature_store import FeatureStore, LazyFeatures
 from emo_llama.features import FeatureExtractor
+from emo_llama.features.store import FeatureStore, LazyFeatures
 from emo_llama.model import get_stack
 
 
@@ -20,7 +20,7 @@ def stack():
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
-    from emo_llama.samples import astronaut, carphone_video
+    from emo_llama.faces.samples import astronaut, carphone_video
 
     folder = tmp_path_factory.mktemp("media")
     face = astronaut()

@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from emo_llama.features.synthetic import synthetic_features
 from emo_llama.model import EmoLlama, EmoLlamaConfig, get_stack
-from emo_llama.model.llm import VICUNA_SYSTEM, byte_tokenizer, with_conversation_format
-from emo_llama.model.prompting import IGNORE_INDEX, build_messages, encode_messages
-from emo_llama.model.synthetic import synthetic_features
+from emo_llama.model.backbones.llm import byte_tokenizer, with_conversation_format
+from emo_llama.model.parts.prompting import IGNORE_INDEX, build_messages, encode_messages
+from emo_llama.prompts import VICUNA_SYSTEM
 
 VISION, HIDDEN, LAYERS, FFN, LLM = 24, 32, 4, 64, 64
 SMALL = {"fim_heads": 2, "landmark_hidden": 16, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
@@ -204,7 +205,7 @@ def folders_with_tower(folders, tmp_path_factory):
     from safetensors.torch import save_file
     from test_eva_vit import lavis_state  # tests/ is on sys.path (pytest prepend import mode)
 
-    from emo_llama.model.eva_vit import EVAViTConfig
+    from emo_llama.model.backbones.eva_vit import EVAViTConfig
 
     ckpt, bert, state = folders
     tower = lavis_state(EVAViTConfig.tiny(width=VISION), blocks=2, seed=5)
@@ -228,7 +229,7 @@ def test_llamavid_defaults_to_eva_g_filled_from_its_own_tower(folders_with_tower
     assert set(own) == set(tower) and all(torch.equal(own[k], tower[k]) for k in tower)   # strict, every key
     assert not any(p.requires_grad for p in stack.vision.parameters())
     with pytest.raises(KeyError, match="mystery"):   # a bad tower key is named
-        from emo_llama.model.vision import EVAVision
+        from emo_llama.model.backbones.vision import EVAVision
         EVAVision.from_state(tower | {"blocks.0.mystery": torch.zeros(1)}, stack.vision.net.cfg)
     with pytest.raises(ValueError, match="eva_g"):   # CLIP with LLaMA-VID stops, naming the fix
         get_stack("paper", tiny_configs=True, encoders=False, llamavid_path=str(ckpt), qformer_bert=str(bert),

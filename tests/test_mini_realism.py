@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from skimage.draw import polygon
 
-from emo_llama.data.au_appearance import INNER_MOUTH, paint_mouth, paint_wrinkles
-from emo_llama.data.au_warp import warp_face
 from emo_llama.data.labels import MINI_CLASSES
-from emo_llama.data.mini import _select
-from emo_llama.data.mini_sources import load_identities
-from emo_llama.data.real_faces import EXCLUDED_FROM_MINI, HELD_OUT_IDENTITIES, real_face_set
+from emo_llama.data.mini.appearance import INNER_MOUTH, paint_mouth, paint_wrinkles
+from emo_llama.data.mini.build import _select
+from emo_llama.data.mini.sources import load_identities
+from emo_llama.data.mini.warp import warp_face
+from emo_llama.faces.samples import EXCLUDED_FROM_MINI, HELD_OUT_IDENTITIES, real_face_set
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_validity_gate_a_real_trained_classifier_reads_mini_test():
     reads mini test well above chance (1/7) in every class. The issue's target is UAR >= 0.60; seed 0
     measures 0.588 (README), so this floor guards the synthesis against regressions."""
     from emo_llama.data import get_dataset
-    from emo_llama.data.sanity import expression_net_scores
+    from emo_llama.data.mini.sanity import expression_net_scores
 
     test = get_dataset("mini", split="test")
     scores = expression_net_scores(test.samples, test.classes)
@@ -112,17 +112,16 @@ def test_real_face_check_scores_the_model_and_the_baseline_per_item(tmp_path, mo
     parse of the answer, and face-api's baseline, which reads the astronaut's smile right."""
     import torch
 
+    from emo_llama.evaluate.real_faces import real_face_check
     from emo_llama.features import FeatureExtractor
     from emo_llama.model import EmoLlama, EmoLlamaConfig, get_stack
-    from emo_llama.real_check import real_face_check
 
     stack = get_stack("tiny")
     torch.manual_seed(0)
     model = EmoLlama(EmoLlamaConfig(stack="tiny", context_dim=16, fim_dim=16, fim_heads=2, num_queries=4,
                                     lora_r=4, lora_alpha=8), stack).eval()
     extractor = FeatureExtractor.from_stack(stack, max_frames=2, cache_dir=tmp_path, device="cpu")
-    from emo_llama.data.real_faces import RealFace
-    from emo_llama.samples import carphone_video
+    from emo_llama.faces.samples import RealFace, carphone_video
 
     # a photo of the set, and a video (the check set has none: the path for videos is tested here)
     items = [next(i for i in real_face_set() if i.name == "astronaut"),

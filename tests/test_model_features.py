@@ -18,7 +18,7 @@ def tiny_stack():
 
 
 def test_cache_miss_then_hit_gives_identical_features(tmp_path, tiny_stack):
-    from emo_llama.samples import astronaut, carphone_video
+    from emo_llama.faces.samples import astronaut, carphone_video
 
     image = tmp_path / "astronaut.png"
     Image.fromarray(astronaut()).save(image)
@@ -46,7 +46,7 @@ def test_cache_miss_then_hit_gives_identical_features(tmp_path, tiny_stack):
 
 def test_extraction_leaves_the_global_rng_alone(tmp_path, tiny_stack):
     # A cold cache must not change what follows (training draws dropout masks from this RNG).
-    from emo_llama.samples import astronaut
+    from emo_llama.faces.samples import astronaut
 
     image = tmp_path / "astronaut.png"
     Image.fromarray(astronaut()).save(image)
@@ -61,7 +61,7 @@ def test_extraction_leaves_the_global_rng_alone(tmp_path, tiny_stack):
 
 
 def test_no_face_falls_back_to_the_centre(tmp_path, tiny_stack):
-    from emo_llama.samples import no_face_image
+    from emo_llama.faces.samples import no_face_image
 
     extractor = FeatureExtractor.from_stack(tiny_stack, use_cache=False, device="cpu")
     feats = extractor.extract_frames([np.ascontiguousarray(no_face_image())])
@@ -70,7 +70,7 @@ def test_no_face_falls_back_to_the_centre(tmp_path, tiny_stack):
 
 
 def test_model_answers_media_paths_end_to_end(tmp_path, tiny_stack):
-    from emo_llama.samples import astronaut, carphone_video
+    from emo_llama.faces.samples import astronaut, carphone_video
 
     image = tmp_path / "a.png"
     Image.fromarray(astronaut()).save(image)
@@ -91,7 +91,7 @@ def test_au_masks_follow_the_experts_token_centres(tmp_path, monkeypatch):
     (face-api's receptive-field centres are not the cells of an even grid)."""
     from emo_llama.expert.au import au_region_masks
     from emo_llama.expert.tiny import TinyExpert
-    from emo_llama.samples import astronaut
+    from emo_llama.faces.samples import astronaut
 
     shifted = TinyExpert.default_token_centres
     monkeypatch.setattr(TinyExpert, "default_token_centres", lambda self: (shifted(self) * 0.5 + 0.4).clamp(0, 1))
@@ -108,9 +108,9 @@ def test_vision_input_face_makes_the_vision_tokens_follow_the_face_not_the_frame
     gives (almost) the same vision tokens, while whole-frame tokens differ."""
     import numpy as np
 
+    from emo_llama.faces.samples import astronaut
     from emo_llama.features import FeatureExtractor
     from emo_llama.model import get_stack
-    from emo_llama.samples import astronaut
 
     stack = get_stack("tiny")
     face = astronaut()

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
+from emo_llama.features.synthetic import synthetic_features
 from emo_llama.model import EmoLlama, EmoLlamaConfig, get_stack
-from emo_llama.model.clue_aggregator import ContextAttention
-from emo_llama.model.face_info_mining import FaceInfoMining, FIMConfig, PoolConcat
-from emo_llama.model.llm import byte_tokenizer
-from emo_llama.model.projectors import LandmarkEncoder, normalise_landmarks
-from emo_llama.model.prompting import IGNORE_INDEX, build_messages, encode_messages
-from emo_llama.model.synthetic import synthetic_features
+from emo_llama.model.backbones.llm import byte_tokenizer
+from emo_llama.model.parts.clue_aggregator import ContextAttention
+from emo_llama.model.parts.face_info_mining import FaceInfoMining, FIMConfig, PoolConcat
+from emo_llama.model.parts.projectors import LandmarkEncoder, normalise_landmarks
+from emo_llama.model.parts.prompting import IGNORE_INDEX, build_messages, encode_messages
 
 SMALL = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16, "num_queries": 4,
          "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
@@ -210,7 +210,7 @@ def test_paper_stack_builds_and_trains_a_step_with_tiny_configs():
     assert torch.isfinite(loss)
     from transformers import CLIPVisionConfig
 
-    from emo_llama.model.vision import CLIPVision
+    from emo_llama.model.backbones.vision import CLIPVision
 
     clip = CLIPVision(config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                               num_attention_heads=4, image_size=56, patch_size=14))
@@ -222,7 +222,7 @@ def test_label_mask_with_smollm2_chat_template():
     """The real tokenizer and chat template from SmolLM2's GGUF (no model weights needed)."""
     from transformers import AutoTokenizer
 
-    from emo_llama.model.llm import SMOLLM2_GGUF, smollm2_gguf_path
+    from emo_llama.model.backbones.llm import SMOLLM2_GGUF, smollm2_gguf_path
 
     tok = AutoTokenizer.from_pretrained(smollm2_gguf_path().parent, gguf_file=SMOLLM2_GGUF)
     messages = build_messages([("<image>\nWhich expression?", "My choice is: happiness")], agr="AGR: x.")
@@ -236,7 +236,7 @@ def test_label_mask_with_smollm2_chat_template():
 
 
 def test_batch_view_marks_frame_tokens_and_the_label_mask():
-    from emo_llama.model.prompting import batch_view
+    from emo_llama.model.parts.prompting import batch_view
 
     model = tiny_model()
     feats = [synthetic_features(0, 1, frames=2), synthetic_features(1, 2)]

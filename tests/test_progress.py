@@ -37,7 +37,7 @@ def test_disabled_line_progress_prints_nothing():
 
 
 def test_run_summary_names_figures_and_outputs(tmp_path):
-    from emo_llama.run_summary import summarise
+    from emo_llama.evaluate.summary import summarise
 
     metrics = {"dataset": "mini", "stack": "offline", "steps": 3, "feature_seconds": 1.0, "align_seconds": 2.0,
                "train_seconds": 3.0, "zero_shot": {"acc": 0.1, "uar": 0.2, "war": 0.1, "unparseable": 0},

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from emo_llama.recipes import RECIPES, apply_recipe
+from emo_llama.config import RECIPES, apply_recipe
 from emo_llama.train import TrainConfig, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +36,8 @@ def test_cli_recipe_keeps_explicit_flags_even_at_default_values():
 
 
 def test_memory_estimate_and_refusal(monkeypatch):
-    from emo_llama import memory
     from emo_llama.model import EmoLlama, EmoLlamaConfig
+    from emo_llama.train import memory
 
     torch.manual_seed(0)
     model = EmoLlama(EmoLlamaConfig(stack="tiny", stack_options={"encoders": False}, context_dim=16, fim_dim=16,

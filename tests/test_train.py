@@ -54,7 +54,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     dropout = TINY | {"lora_dropout": 0.2, "dropout": 0.1}  # RNG-dependent steps: the RNG state must resume too
     run(tiny_config(tmp_path / "full", max_steps=8, checkpoint_every=3, model_options=dropout), log=lambda s: None)
     interrupted = tiny_config(tmp_path / "cut", max_steps=8, checkpoint_every=3, model_options=dropout)
-    first = run(interrupted, log=lambda s: None, stop_after=4)
+    first = run(interrupted, log=lambda s: None, on_event=lambda point: point == "train:4")  # stop there
     assert first.metrics["steps"] == 4  # "killed" after step 4; the newest checkpoint is step 3
     assert (tmp_path / "cut" / "checkpoints" / "step-000003" / "complete").exists()
     resumed = run(interrupted, log=lambda s: None)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emo_llama import samples
-from emo_llama.video import MediaError, load_frames, nearest_frame_indices
+from emo_llama.faces import samples
+from emo_llama.faces.video import MediaError, load_frames, nearest_frame_indices
 
 
 @pytest.mark.parametrize(

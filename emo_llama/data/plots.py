@@ -8,13 +8,12 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from emo_llama.data.base import Sample
+from emo_llama.data.datasets.base import Sample
+from emo_llama.faces.video import load_frames
 
 
 def sample_grid(samples: Sequence[Sample], cols: int = 7, caption_width: int = 26, size: float = 2.1):
     """Images (or a video's middle frame) with label and identity above, caption below each."""
-    from emo_llama.video import load_frames
-
     rows = max(1, int(np.ceil(len(samples) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 1.75), squeeze=False)
     for ax in axes.flat:
@@ -32,8 +31,6 @@ def sample_grid(samples: Sequence[Sample], cols: int = 7, caption_width: int = 2
 
 def video_strips(samples: Sequence[Sample], max_frames: int = 8, size: float = 1.6):
     """One row per video: its frames at 1 FPS, label and caption on the left."""
-    from emo_llama.video import load_frames
-
     clips = [load_frames(s.media, fps=1.0, max_frames=max_frames) for s in samples]
     cols = max(len(c) for c in clips)
     fig, axes = plt.subplots(len(clips), cols, figsize=(cols * size, len(clips) * size * 1.1), squeeze=False)
@@ -64,22 +61,24 @@ def class_balance(before: Mapping[str, int], after: Mapping[str, int], title: st
     return fig
 
 
-def confusion_figure(metrics: Mapping, title: str = ""):
-    """Row-normalised confusion matrix (recall on the diagonal) with counts in the cells."""
+def plot_confusion(metrics: Mapping, title: str = "", ax=None):
+    """Row-normalised confusion matrix (recall on the diagonal; a class's unparseable answers count in its row's
+    total) with the counts in the cells. Draws on `ax` when given (e.g. a figure saved outside pyplot)."""
     cm = np.asarray(metrics["confusion"], dtype=float)
-    support = cm.sum(1, keepdims=True) + np.asarray(metrics["unparseable_per_class"])[:, None]
-    norm = cm / np.maximum(support, 1)
+    unparseable = np.asarray(metrics.get("unparseable_per_class", np.zeros(len(cm))), dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True) + unparseable[:, None], 1)
     classes = metrics["classes"]
-    fig, ax = plt.subplots(figsize=(5, 4.3))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
                     color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or f"acc {metrics['acc']:.2f}, UAR {metrics['uar']:.2f}", fontsize=9)
-    fig.tight_layout()
-    return fig
+    ax.set_title(title or f"UAR {metrics['uar']:.2f}  acc {metrics['acc']:.2f}")
+    ax.figure.tight_layout()
+    return ax

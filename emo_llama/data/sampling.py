@@ -1,8 +1,8 @@
 """Imbalanced-dataset sampling (the paper's Tab. 9): inverse-frequency weights for WeightedRandomSampler.
 
 One sampler for the notebook and for training: notebook 04 draws with `make_weighted_sampler(labels)`;
-`emo_llama.train` draws each epoch's order with `epoch_order`, the same sampler over weights that mix
-these class-balanced category weights with a fixed share of conversations (`train_data.item_weights`).
+`emo_llama.train.loop` draws each epoch's order with `epoch_order`, the same sampler over weights that mix
+these class-balanced category weights with a fixed share of conversations (`emo_llama.train.items.item_weights`).
 """
 
 from __future__ import annotations

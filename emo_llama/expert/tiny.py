@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ExpertOutput, FacialExpert
+from emo_llama.expert.base import ExpertOutput, FacialExpert
 
 
 class TinyExpert(FacialExpert):

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..utils import atomic_path
-from ..video import MediaError, load_frames
-from .cropper import FaceCropper
+from emo_llama.faces.cropper import FaceCropper
+from emo_llama.faces.video import MediaError, load_frames
+from emo_llama.utils import atomic_path
 
 
 @dataclass

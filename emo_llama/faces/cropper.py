@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .._compat import import_facenet_detect
-from ..utils import resolve_device
-from ..video import load_frames
+from emo_llama.faces._compat import import_facenet_detect
+from emo_llama.faces.video import load_frames
+from emo_llama.utils import resolve_device
 
 SELECT_MODES = ("largest", "prob", "all")
 MISSING_MODES = ("skip", "whole_frame")

@@ -1,6 +1,6 @@
 """EMO-LLaMA: frozen features -> Clue Aggregator + Face Info Mining + landmark MLP -> projectors -> LLM (LoRA).
 
-The model consumes *frozen per-frame features* (`emo_llama.features.MediaFeatures`: visual tokens, face
+The model consumes *frozen per-frame features* (`emo_llama.features.extractor.MediaFeatures`: visual tokens, face
 tokens, 68 landmarks, AU-region masks, AGR) so that the encoders run once and are cached on disk; the
 trained parts run every step. `EmoLlama.from_pretrained(folder)` reloads a trained model in one call and
 `answer(media, question)` runs the whole pipeline (frames -> face crops -> encoders -> generate) and
@@ -10,85 +10,40 @@ returns `Answer`s: strings that also say whether a face was found and which file
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.distributed.tensor import DTensor
 
-from emo_llama.features import FeatureExtractor
+from emo_llama.config import EmoLlamaConfig
+from emo_llama.features.extractor import FeatureExtractor
 from emo_llama.model.answers import NO_FACE_TEXT, Answer, face_summary, unreadable
-from emo_llama.model.clue_aggregator import ClueAggregator
-from emo_llama.model.face_info_mining import FIMConfig, build_fim
-from emo_llama.model.llm import add_lora
-from emo_llama.model.projectors import (
+from emo_llama.model.backbones.llm import add_lora
+from emo_llama.model.backbones.stacks import Stack, get_stack
+from emo_llama.model.parts.clue_aggregator import ClueAggregator
+from emo_llama.model.parts.face_info_mining import FIMConfig, build_fim
+from emo_llama.model.parts.projectors import (
     FeatureStandardiser,
     LandmarkEncoder,
     mlp_projector,
     moments,
     normalise_landmarks,
 )
-from emo_llama.model.prompting import (
-    DEFAULT_SYSTEM_PROMPT,
+from emo_llama.model.parts.prompting import (
     IGNORE_INDEX,
-    IMAGE_PLACEHOLDER,
-    VIDEO_PLACEHOLDER,
     build_messages,
     encode_messages,
     pad_batch,
     splice_media,
-    strip_placeholders,
 )
-from emo_llama.model.stacks import Stack, get_stack
-from emo_llama.sharding import full_trainable_state, trained_tensors
+from emo_llama.prompts import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, strip_placeholders
 from emo_llama.utils import resolve_device
-
-
-@dataclass
-class EmoLlamaConfig:
-    stack: str = "offline"
-    stack_options: dict = field(default_factory=dict)
-    num_queries: int = 32              # M (paper)
-    context_dim: int = 256             # width of Eq. 2's Q/K/V before MLP^T
-    fim_dim: int = 256
-    fim_heads: int = 4
-    fim_ffn_mult: int = 2
-    landmark_hidden: int = 256
-    dropout: float = 0.0
-    # Ablation arms (paper Tab. 5 and 7): each one flag.
-    fim_mode: str = "fim"              # "fim" | "pool_concat"
-    use_face_embedding: bool = True
-    use_landmarks: bool = True         # landmark token per frame (AU regions are used either way)
-    use_agr: bool = True
-    # LoRA (paper: r=128, alpha=256 as LLaVA-1.5); CPU default smaller.
-    lora_r: int = 16
-    lora_alpha: int | None = None      # None: 2 * lora_r
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] | None = None   # None: the stack's default
-    train_qformer_base: bool = False   # also train the BERT layers copied from MiniLM / BERT
-    match_embedding_scale: bool = True  # projector outputs start at the LLM's token-embedding scale
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    max_instruction_tokens: int = 64
-    # Set by a pretrained initialisation (LLaMA-VID, via the stack's `config_overrides`):
-    context_key_dim: int | None = None  # width of Eq. 2's Q/K (None: context_dim)
-    qformer_vision_norm: bool = False   # LayerNorm on the visual tokens the Q-Former reads (vlm_att_ln)
-    context_projector: str = "mlp"      # "mlp" (MLP^T) | "none" (Eq. 2's V already maps into the LLM)
-    standardise_features: bool = True   # z-score frozen vision/face features (off for pretrained projectors)
-    vision_cls_token: bool = False      # first visual token is a CLS (EVA-G): the Q-Former reads all tokens,
-                                        # Eq. 2's values and FIM the patch tokens only (LLaMA-VID)
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return 3 if self.use_landmarks else 2
-
-    @classmethod
-    def from_dict(cls, d: dict) -> EmoLlamaConfig:
-        known = {f.name for f in fields(cls)}
-        d = {k: (tuple(v) if k == "lora_targets" and v is not None else v) for k, v in d.items() if k in known}
-        return cls(**d)
 
 
 class EmoLlama(nn.Module):
@@ -122,7 +77,7 @@ class EmoLlama(nn.Module):
         self.face_standardise = FeatureStandardiser(stack.face_dim)
         targets = config.lora_targets or stack.lora_targets
         self.llm = add_lora(stack.llm, config.lora_r, config.lora_alpha or 2 * config.lora_r, config.lora_dropout, targets)
-        # True while a training stage keeps the new modules fixed (emo_llama.train sets it): their
+        # True while a training stage keeps the new modules fixed (emo_llama.train.loop sets it): their
         # tokens are then computed without autograd, so backward stops at the LLM's input.
         self.new_modules_frozen = False
         if stack.init_state:
@@ -287,10 +242,16 @@ class EmoLlama(nn.Module):
             self.landmark_encoder.standardise.fit_moments(stats["landmarks"])
 
     # ----- parameters, saving, loading ----------------------------------------------------------
+    def trained_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """What a checkpoint holds: the trainable parameters and the fitted feature statistics (buffers)."""
+        yield from ((n, p) for n, p in self.named_parameters() if p.requires_grad)
+        yield from ((n, b) for n, b in self.named_buffers() if "standardise" in n)
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Trained parameters plus the fitted feature statistics (buffers) - what a checkpoint must hold.
-        Sharded by FSDP, they are all-gathered: then every process must call this (`emo_llama.sharding`)."""
-        return full_trainable_state(self)
+        """`trained_tensors` as plain CPU tensors. Sharded by FSDP2 (DTensors), each is all-gathered: then every
+        process must call this (`emo_llama.train.distributed`)."""
+        return {n: (t.full_tensor() if isinstance(t, DTensor) else t).detach().cpu().contiguous()
+                for n, t in self.trained_tensors()}
 
     def new_module_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters outside the LLM: Q-Former queries/cross-attention, FIM, projectors, MLP^L."""
@@ -328,7 +289,7 @@ class EmoLlama(nn.Module):
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load `trainable_state_dict()`'s content; raises when it does not name exactly the trained tensors."""
-        expected = {n for n, _ in trained_tensors(self)}
+        expected = {n for n, _ in self.trained_tensors()}
         if set(state) != expected:
             raise KeyError(f"checkpoint does not match the model: missing {sorted(expected - set(state))[:3]}, "
                            f"unexpected {sorted(set(state) - expected)[:3]}")

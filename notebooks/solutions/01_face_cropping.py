@@ -2,7 +2,7 @@
 
     python notebooks/solutions/01_face_cropping.py
 
-Everything runs on real media that ship inside installed packages (`emo_llama.samples`: the astronaut,
+Everything runs on real media that ship inside installed packages (`emo_llama.faces.samples`: the astronaut,
 Grace Hopper, the carphone video) with MTCNN's and face-api's real weights, on the CPU, in a few seconds.
 tests/test_solutions.py runs `solve` so that these answers never rot.
 """
@@ -13,10 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from emo_llama import samples
 from emo_llama.expert import agreement_with_5_points, crops_to_tensor, get_expert
-from emo_llama.faces import CropConfig, FaceCropper
-from emo_llama.video import load_frames, nearest_frame_indices
+from emo_llama.faces import CropConfig, FaceCropper, samples
+from emo_llama.faces.video import load_frames, nearest_frame_indices
 
 
 def _read_face(expert, result) -> dict:

@@ -2,7 +2,7 @@
 
     python notebooks/solutions/02_facial_priors.py
 
-Real photos that ship inside installed packages (the astronaut and Grace Hopper, `emo_llama.samples`),
+Real photos that ship inside installed packages (the astronaut and Grace Hopper, `emo_llama.faces.samples`),
 MTCNN and the `offline` facial expert (face-api's nets with their real weights), on the CPU, in a few seconds.
 tests/test_solutions.py runs `solve` so that these answers never rot.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from emo_llama import samples
 from emo_llama.expert import (
     AU_REGIONS,
     FIVE_POINT_NAMES,
@@ -21,7 +20,7 @@ from emo_llama.expert import (
     get_expert,
 )
 from emo_llama.expert.landmarks import IBUG_MIRROR
-from emo_llama.faces import CropConfig, FaceCropper
+from emo_llama.faces import CropConfig, FaceCropper, samples
 
 
 def faces(device: str = "cpu") -> tuple[list[str], list, np.ndarray]:

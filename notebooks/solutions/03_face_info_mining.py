@@ -4,7 +4,7 @@
 
 No trained model is needed: each exercise builds a small `FaceInfoMining` module (random weights, width 16,
 2 heads) and feeds it the synthetic frozen features the `tiny` training tests use
-(`emo_llama.model.synthetic`: 16 visual tokens, a 4 x 4 face-token grid, 5 AU regions). What the exercises
+(`emo_llama.features.synthetic`: 16 visual tokens, a 4 x 4 face-token grid, 5 AU regions). What the exercises
 check - how attention weights are formed, and what the module does with degenerate inputs - holds for any
 weights, trained or not. Runs in about a second; tests/test_solutions.py runs `solve`.
 """
@@ -16,8 +16,8 @@ import math
 import torch
 from torch import nn
 
-from emo_llama.model.face_info_mining import FaceInfoMining, FIMConfig
-from emo_llama.model.synthetic import synthetic_features
+from emo_llama.features.synthetic import synthetic_features
+from emo_llama.model.parts.face_info_mining import FaceInfoMining, FIMConfig
 
 
 def build(seed: int = 0) -> tuple[FaceInfoMining, object]:

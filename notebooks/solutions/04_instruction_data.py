@@ -26,7 +26,7 @@ from emo_llama.data import (
 )
 from emo_llama.data.sampling import long_tailed, resampled_counts
 from emo_llama.train import TrainConfig
-from emo_llama.train_data import build_items
+from emo_llama.train.items import build_items
 
 
 def balanced_samples(per_class: int = 40) -> list[Sample]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emo_llama.model.prompting import batch_view
-from emo_llama.model.synthetic import synthetic_features
-from emo_llama.train import RunResult, TrainConfig, category_question, run
+from emo_llama.features.synthetic import synthetic_features
+from emo_llama.model.parts.prompting import batch_view
+from emo_llama.prompts import category_question
+from emo_llama.train import RunResult, TrainConfig, run
 
 TINY_MODEL = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16, "num_queries": 4}
 

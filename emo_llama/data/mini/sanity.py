@@ -1,0 +1,58 @@
+"""Independent checks of `mini`: does MTCNN still find the synthesised faces, and can a classical
+expression classifier that nobody here trained (face-api's expression net) read the labels?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from emo_llama.data.datasets.base import Sample
+from emo_llama.data.labels import canonical_label
+from emo_llama.data.metrics import compute_metrics
+from emo_llama.expert import get_expression_net
+from emo_llama.faces import FaceCropper
+from emo_llama.faces.video import load_frames
+
+
+def first_frames(samples: Sequence[Sample], apex: bool = True) -> list[np.ndarray]:
+    """One frame per sample: the image itself, or a video's middle (apex) frame."""
+    out = []
+    for s in samples:
+        frames = load_frames(s.media)
+        out.append(frames[len(frames) // 2] if apex else frames[0])
+    return out
+
+
+def detection_rate(frames: Sequence[np.ndarray]) -> tuple[float, list[int]]:
+    """Share of frames in which MTCNN (FaceCropper) finds a face, and the indices where it does not."""
+    results = FaceCropper(device="cpu").crop(list(frames))
+    missed = [i for i, r in enumerate(results) if not r.found]
+    return 1.0 - len(missed) / max(len(frames), 1), missed
+
+
+@torch.no_grad()
+def expression_net_scores(samples: Sequence[Sample], classes: Sequence[str], batch: int = 64) -> dict:
+    """Score face-api's 7-class expression net on samples (MTCNN crop, as in the model's pipeline).
+
+    A frame where MTCNN finds no face is scored from the whole frame (it is already face-centred).
+    Returns compute_metrics(...) plus 'detection_rate' and 'predictions'.
+    """
+    frames = first_frames(samples)
+    results = FaceCropper(device="cpu", on_missing="whole_frame").crop(frames)
+    found = np.mean([r.found for r in results])
+    crops = np.stack([r.crop for r in results])
+    net = get_expression_net(device="cpu")
+    probs = []
+    for start in range(0, len(crops), batch):
+        x = torch.from_numpy(crops[start:start + batch]).permute(0, 3, 1, 2).float() / 255
+        probs.append(net(x))
+    probs = torch.cat(probs)
+    names = [canonical_label(c) for c in net.classes]
+    pred = [names[i] for i in probs.argmax(1).tolist()]
+    pred = [p if p in classes else None for p in pred]
+    metrics = compute_metrics([s.label for s in samples], pred, classes)
+    metrics["detection_rate"] = float(found)
+    metrics["predictions"] = pred
+    return metrics

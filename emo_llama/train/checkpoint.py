@@ -1,0 +1,101 @@
+"""Training checkpoints: trained weights (safetensors), optimizer/scheduler state, RNG streams, step.
+
+Data order is a pure function of (seed, epoch), so the step number is the whole sampler state.
+Optimizer and scheduler states are plain tensors/numbers: saved with torch.save, read with
+weights_only=True. RNG states are plain JSON (Python's and NumPy's integer state vectors) and
+safetensors (torch's byte states): nothing is ever evaluated or unpickled. Only the newest `keep`
+checkpoints are kept. Under FSDP the same files hold the gathered (full) weights and the optimizer state keyed by
+parameter name (torch.distributed.checkpoint's full state dict; `emo_llama.train.distributed`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from emo_llama.train.distributed import (
+    is_sharded,
+    load_optimizer_state,
+    load_trainable_state,
+    optimizer_state,
+)
+
+
+def rng_state() -> dict:
+    """Python's and NumPy's global RNG states as JSON-ready lists (torch's go to safetensors)."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()  # noqa: NPY002  (the legacy global stream is what seeding touches)
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+
+
+def set_rng_state(state: dict, torch_state: dict[str, torch.Tensor]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+    torch.set_rng_state(torch_state["cpu"])
+    if torch.cuda.is_available() and "cuda" in torch_state:
+        torch.cuda.set_rng_state(torch_state["cuda"])
+
+
+def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, losses: list[float],
+                    rank: int = 0, keep: int = 1, barrier: Callable[[], None] | None = None) -> Path:
+    """Write step-<step>/: rank 0 writes weights and optimizer, every rank its RNG streams.
+
+    In a run of several processes every process calls this with `barrier` (e.g.
+    `accelerator.wait_for_everyone`): the `complete` marker is written only after every process's files
+    are on disk, so an interrupted save is never resumed from.
+    """
+    path = Path(folder) / f"step-{step:06d}"
+    path.mkdir(parents=True, exist_ok=True)
+    torch_rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        torch_rng["cuda"] = torch.cuda.get_rng_state()
+    save_file(torch_rng, str(path / f"rng-torch-{rank}.safetensors"))
+    (path / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
+    sharded = is_sharded(model)  # FSDP: gathering weights and optimizer state is a collective: every rank joins
+    weights = model.trainable_state_dict() if sharded or rank == 0 else None
+    optim = optimizer_state(model, optimizer) if sharded else optimizer.state_dict() if rank == 0 else None
+    if rank == 0:
+        save_file(weights, str(path / "trainable.safetensors"))
+        torch.save(optim, path / "optimizer.pt")
+        torch.save(scheduler.state_dict(), path / "scheduler.pt")
+        (path / "trainer_state.json").write_text(json.dumps({"step": step, "train_loss": losses}))
+    if barrier is not None:
+        barrier()  # every process's state is on disk from here on
+    if rank == 0:
+        (path / "complete").write_text("ok\n")  # written last: an interrupted save is never resumed from
+        for old in sorted(Path(folder).glob("step-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    done = sorted(p for p in Path(folder).glob("step-*") if (p / "complete").exists())
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> tuple[int, list[float]]:
+    optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+    if is_sharded(model):  # FSDP: every rank reads the full state and keeps its slice
+        load_trainable_state(model, load_file(str(path / "trainable.safetensors")))
+        load_optimizer_state(model, optimizer, optim)
+    else:
+        model.load_trainable(path / "trainable.safetensors")
+        optimizer.load_state_dict(optim)
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
+    rank_file = path / f"rng-{rank}.json"
+    if rank_file.exists():
+        set_rng_state(json.loads(rank_file.read_text()), load_file(str(path / f"rng-torch-{rank}.safetensors")))
+    state = json.loads((path / "trainer_state.json").read_text())
+    return int(state["step"]), list(state["train_loss"])
