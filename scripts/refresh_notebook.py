@@ -23,6 +23,25 @@ KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 KERNELSPEC = {"display_name": "Python 3 (emo-llama)", "language": "python", "name": "python3"}
 
 
+def _without_machine_paths(output):
+    """A library's warning printed to stderr names this machine's venv ("/.../site-packages/x.py:12: Warning...",
+    then the source line): drop those two lines; an output left empty goes."""
+    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+        return output
+    lines, kept, skip_next = output["text"].splitlines(keepends=True), [], False
+    for line in lines:
+        if "site-packages/" in line:
+            skip_next = True
+            continue
+        if skip_next and line.startswith("  "):
+            skip_next = False
+            continue
+        skip_next = False
+        kept.append(line)
+    output["text"] = "".join(kept)
+    return output if kept else None
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb.metadata = {k: nb.metadata[k] for k in KEEP_NOTEBOOK_METADATA if k in nb.metadata}
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
@@ -33,6 +52,8 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             continue  # refresh runs use the notebook's own defaults
         cell.metadata = {"tags": tags} if tags else {}
         cell.pop("id", None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in map(_without_machine_paths, cell.outputs) if o is not None]
         cells.append(cell)
     nb.cells = cells
     count = 0
