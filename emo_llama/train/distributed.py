@@ -1,4 +1,5 @@
-"""What changes when training is sharded with FSDP2 (accelerate's `configs/accelerate/fsdp.yaml`).
+"""Several processes: the accelerator a run uses (`make_accelerator`: DDP or FSDP2 through accelerate, or one
+process), and what changes when training is sharded with FSDP2 (accelerate's `configs/accelerate/fsdp.yaml`).
 
 Under FSDP2 (`torch.distributed.fsdp.fully_shard`, applied by `accelerator.prepare`) every parameter of the
 wrapped model becomes a DTensor that holds this process's slice; each `LlamaDecoderLayer` is all-gathered just
