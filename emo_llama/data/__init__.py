@@ -28,7 +28,7 @@ from emo_llama.data.datasets.base import (
 )
 from emo_llama.data.labels import BASIC7, CANONICAL, UnknownLabelError, canonical_label
 from emo_llama.data.metrics import compute_metrics, format_report
-from emo_llama.data.mini import build as mini  # noqa: F401  (registers `mini`)
+from emo_llama.data.mini import build  # noqa: F401  (registers `mini`)
 from emo_llama.data.parsing import parse_answer, parse_answers
 from emo_llama.data.sampling import make_weighted_sampler
 from emo_llama.data.text.conversations import LLMConversationGenerator, OfflineConversationGenerator
