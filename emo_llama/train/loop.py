@@ -76,16 +76,17 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     training there, as a transformers TrainerCallback can (the resume tests cut runs this way).
     """
     world, rank = accelerator.num_processes, accelerator.process_index
+    sharded = check_engine(accelerator)  # FSDP2: True; DDP or one process: False
     if cfg.batch_size % (world * cfg.grad_accum):
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by processes x grad_accum")
     per_device = cfg.batch_size // (world * cfg.grad_accum)
     steps_per_epoch = max(1, len(items) // cfg.batch_size)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     optimizer, scheduler = make_optimizer(model, cfg, total)
-    if world > 1 and items:
+    if world > 1 and not sharded and accelerator.ddp_handler is not None and items:
         set_find_unused_parameters(model, [items[i] for i in range(min(per_device, len(items)))], feature_of,
                                    accelerator)
-    ddp_model, optimizer, params = prepare(model, optimizer, accelerator)
+    ddp_model, optimizer, params = prepare(model, optimizer, accelerator, sharded)
     if rank:  # every process its own dropout masks; process 0 keeps the stream of a one-process run
         torch.manual_seed(cfg.seed + 1_000_003 * rank)
     ckpt_dir = output_dir / "checkpoints"
@@ -123,7 +124,7 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
                                      "seconds": round(step_times[-1], 3)}) + "\n")
         done = step + 1
         if checkpoint_due(cfg, done, total, last_save, accelerator):
-            save_checkpoint(ckpt_dir, model, optimizer, scheduler, done, losses, accelerator.process_index,
+            save_checkpoint(ckpt_dir, model, optimizer, scheduler, done, losses, rank,
                             barrier=accelerator.wait_for_everyone)
             last_save = time.monotonic()
         if on_event is not None and on_event(f"train:{done}"):
@@ -148,9 +149,7 @@ def make_optimizer(model, cfg: TrainConfig, total: int):
 
 def set_find_unused_parameters(model, probe: list[TrainItem], feature_of: Callable[[str], object],
                                accelerator) -> None:
-    """DDP (not FSDP): find_unused_parameters exactly when a probe step leaves trainable tensors without a gradient."""
-    if check_engine(accelerator) or accelerator.ddp_handler is None:
-        return
+    """DDP: find_unused_parameters exactly when a probe step leaves trainable tensors without a gradient."""
     unused = unused_parameters(model, model.make_batch([feature_of(i.media) for i in probe],
                                                        [i.turns for i in probe], device=accelerator.device))
     accelerator.ddp_handler.find_unused_parameters = bool(unused)
@@ -158,10 +157,10 @@ def set_find_unused_parameters(model, probe: list[TrainItem], feature_of: Callab
         accelerator.print(f"DDP: find_unused_parameters=True ({len(unused)} tensors get no gradient, e.g. {unused[0]})")
 
 
-def prepare(model, optimizer, accelerator):
-    """(model to call, optimizer, parameters to clip) under DDP / one process, or FSDP2, which shards the model in
-    place and points the optimizer at the sharded parameters."""
-    if check_engine(accelerator):
+def prepare(model, optimizer, accelerator, sharded: bool):
+    """(model to call, optimizer, parameters to clip) under DDP / one process, or FSDP2 (`sharded`), which shards
+    the model in place and points the optimizer at the sharded parameters."""
+    if sharded:
         ddp_model, prepared = accelerator.prepare(model, optimizer)
         return ddp_model, prepared.optimizer, [p for p in model.parameters() if p.requires_grad]
     return accelerator.prepare_model(model), optimizer, [p for p in model.parameters() if p.requires_grad]
