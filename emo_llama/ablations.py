@@ -34,6 +34,7 @@ from emo_llama.evaluate import evaluate, headline
 from emo_llama.prompts import eval_questions
 from emo_llama.train import run
 from emo_llama.train.items import load_splits
+from emo_llama.utils import repo_path
 
 TABLES: dict[int, str] = {
     5: "facial priors",
@@ -192,7 +193,7 @@ def run_ablations(tables: Sequence[int] | str | None = None, seeds: int | Sequen
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     chosen = arms_of(tables, arms)
     jobs = plan(chosen)
-    out = Path(output_dir)
+    out = repo_path(output_dir)  # relative: the repository's runs/, from JupyterLab (cwd notebooks/) too
     out.mkdir(parents=True, exist_ok=True)
     per_arm: dict[str, list[dict]] = {a.name: [] for a in chosen}
     timings = []

@@ -18,7 +18,7 @@ import io
 import json
 import tokenize
 import typing
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields
 
 from emo_llama.prompts import DEFAULT_SYSTEM_PROMPT
 
@@ -48,6 +48,7 @@ class EmoLlamaConfig:
     match_embedding_scale: bool = True  # projector outputs start at the LLM's token-embedding scale
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_instruction_tokens: int = 64
+    loss_mean: str = "sample"           # Eq. 6: "token" (over the batch's answer tokens: paper, LLaVA) | "sample"
     # Set by a pretrained initialisation (LLaMA-VID, via the stack's `config_overrides`):
     context_key_dim: int | None = None  # width of Eq. 2's Q/K (None: context_dim)
     qformer_vision_norm: bool = False   # LayerNorm on the visual tokens the Q-Former reads (vlm_att_ln)
@@ -68,31 +69,30 @@ class EmoLlamaConfig:
 
 
 
-# Training recipes by name. `cpu`: the TrainConfig defaults (mini on 2 cores). `paper`: the paper's settings
-# (LLaVA-1.5's LoRA recipe): r=128, alpha=256, lr 2e-4 for LoRA and every new module, one epoch, no label-word
-# alignment, gradient checkpointing; bf16 comes with CUDA (make_accelerator). A field the user set (on the
-# command line, or to a value other than its CPU default) wins over the recipe.
+# Training recipes by name. A recipe gives a value to each field below that the user left unset (None): the
+# config is merged once, when it is made (`TrainConfig.__post_init__`), so a value the user gave always wins, even
+# one equal to another recipe's. `cpu`: mini on 2 cores. `paper`: the paper's settings (LLaVA-1.5's LoRA recipe):
+# r=128 (alpha 2r = 256), lr 2e-4 for LoRA and every new module, one epoch, no label-word alignment, gradient
+# checkpointing, Eq. 6 averaged over the batch's answer tokens; bf16 comes with CUDA (make_accelerator).
 RECIPES: dict[str, dict] = {
-    "cpu": {},
-    "paper": {"lora_r": 128, "lora_alpha": 256, "lr": 2e-4, "new_module_lr": 2e-4, "epochs": 1.0, "max_steps": 0,
-              "resample": True, "batch_size": 128, "grad_accum": 8, "warmup_ratio": 0.03, "weight_decay": 0.0,
+    "cpu": {"lora_r": 16, "lr": 5e-4, "new_module_lr": 3e-3, "epochs": 1.0, "max_steps": 150, "resample": True,
+            "batch_size": 4, "grad_accum": 1, "warmup_ratio": 0.1, "weight_decay": 0.0, "conversation_share": 0.1,
+            "conversation_turns": 1, "align_steps": 100, "freeze_after_align": True, "gradient_checkpointing": False,
+            "loss_mean": "sample"},
+    "paper": {"lora_r": 128, "lr": 2e-4, "new_module_lr": 2e-4, "epochs": 1.0, "max_steps": 0, "resample": True,
+              "batch_size": 128, "grad_accum": 8, "warmup_ratio": 0.03, "weight_decay": 0.0,
               "conversation_share": 0.5, "conversation_turns": 3, "align_steps": 0, "freeze_after_align": False,
-              "gradient_checkpointing": True},
+              "gradient_checkpointing": True, "loss_mean": "token"},
 }
 DEFAULT_RECIPE = {"paper": "paper"}                      # stack -> recipe when recipe="auto" (else "cpu")
 
 
-def apply_recipe(cfg, explicit: set[str] | None = None):
-    """The config with its recipe's values filled in; fields in `explicit` (default: those that differ from
-    TrainConfig's defaults) keep the user's value."""
-    name = DEFAULT_RECIPE.get(cfg.stack, "cpu") if cfg.recipe == "auto" else cfg.recipe
+def recipe_name(recipe: str, stack: str) -> str:
+    """The recipe `recipe` names for `stack` ("auto": the stack's default); an unknown name raises."""
+    name = DEFAULT_RECIPE.get(stack, "cpu") if recipe == "auto" else recipe
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {cfg.recipe!r}; choose one of {sorted(RECIPES)} or 'auto'")
-    defaults = type(cfg)()
-    if explicit is None:
-        explicit = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)}
-    values = {k: v for k, v in RECIPES[name].items() if k not in explicit}
-    return replace(cfg, recipe=name, **values)
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} or 'auto'")
+    return name
 
 
 STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert")  # -> stack_options
@@ -105,22 +105,24 @@ class TrainConfig:
     data_root: str | None = None           # folder of a downloaded benchmark (unset: the default; mini needs none)
     fold: int = 1                          # DFEW / MAFW / RAF-DB fold
     instruction_types: tuple[str, ...] = ("category", "conversation")  # Tab. 6
-    conversation_share: float = 0.1        # share of training draws that are conversations (rest: category)
-    conversation_turns: int = 1            # turns per conversation (3 = the generator's full dialogue)
+    conversation_share: float | None = None  # share of training draws that are conversations (rest: category)
+    conversation_turns: int | None = None  # turns per conversation (3 = the generator's full dialogue)
     choice_share: float = 0.0              # category questions ending with the zero-shot guard / "My choice is:"
     descriptive_text: bool = False         # Tab. 8: add the dataset's caption to category questions
-    resample: bool = True                  # Tab. 9: inverse-frequency sampling of category data
+    resample: bool | None = None           # Tab. 9: inverse-frequency sampling of category data
     max_frames: int = 8                    # video frames at 1 FPS
-    train_limit: int | None = None         # cap on training samples (unset: all)
-    eval_limit: int | None = None          # cap on test samples (unset: the whole test split)
+    train_limit: int | None = None         # cap on training samples, a seeded stratified draw (unset or 0: all)
+    eval_limit: int | None = None          # cap on test samples, a seeded stratified draw (unset or 0: all)
+    limit_seed: int = 0                    # seed of those draws (fixed, so training seeds share one subset)
     # model (EmoLlamaConfig fields of the same name; any other one through model_options)
     stack: str = "offline"                 # tiny | offline | paper
     fim_mode: str = "fim"                  # "fim" (Eq. 3) | "pool_concat" (Tab. 7)
     use_face_embedding: bool = True        # Tab. 5: the facial expert's face tokens
     use_landmarks: bool = True             # Tab. 5: the landmark token
     use_agr: bool = True                   # Tab. 5: the AGR prompt
-    lora_r: int = 16                       # paper: 128
-    lora_alpha: int | None = None          # None: 2 * lora_r
+    loss_mean: str | None = None           # Eq. 6: "token" (over the batch's answer tokens: paper, LLaVA) | "sample"
+    lora_r: int | None = None              # LoRA rank
+    lora_alpha: int | None = None          # LoRA alpha (unset: 2 * lora_r, as LLaVA-1.5)
     stack_options: dict = field(default_factory=dict)  # get_stack keyword arguments (JSON on the command line)
     model_options: dict = field(default_factory=dict)  # any other EmoLlamaConfig field (dims, dropout)
     # the paper stack's weights (stack_options keys; unset: the stack's default)
@@ -130,23 +132,23 @@ class TrainConfig:
     llamavid_path: str | None = None       # paper stack: LLaMA-VID-7B folder (Q-Former, projectors, LLM)
     qformer_bert: str | None = None        # paper stack: bert-base-uncased folder (unset: the hub id)
     # optimisation
-    epochs: float = 1.0                    # used when max_steps is 0 (paper: 1 epoch)
-    max_steps: int = 150                   # optimizer steps; > 0 overrides epochs (mini: ~6 min on 2 cores)
-    batch_size: int = 4                    # global batch per optimizer step
-    grad_accum: int = 1                    # micro-steps per optimizer step
-    lr: float = 5e-4                       # LoRA learning rate (paper: 2e-4 over a whole epoch of 340k samples)
-    new_module_lr: float | None = 3e-3     # Q-Former/FIM/projectors when trained with LoRA (unset: the LoRA lr)
-    weight_decay: float = 0.0              # AdamW
-    warmup_ratio: float = 0.1              # linear warmup share of the steps, then cosine decay
+    epochs: float | None = None            # used when max_steps is 0
+    max_steps: int | None = None           # optimizer steps; > 0 overrides epochs
+    batch_size: int | None = None          # global batch per optimizer step
+    grad_accum: int | None = None          # micro-steps per optimizer step
+    lr: float | None = None                # LoRA learning rate
+    new_module_lr: float | None = None     # Q-Former/FIM/projectors when trained with LoRA (0: frozen)
+    weight_decay: float | None = None      # AdamW
+    warmup_ratio: float | None = None      # linear warmup share of the steps, then cosine decay
     max_grad_norm: float = 1.0             # gradient clipping (0: off)
-    recipe: str = "auto"                   # cpu | paper | auto (paper for the paper stack); values set here win
-    gradient_checkpointing: bool = False   # recompute the LLM's activations in backward (paper recipe: on)
+    recipe: str = "auto"                   # cpu | paper | auto (paper for the paper stack): fills unset fields
+    gradient_checkpointing: bool | None = None  # recompute the LLM's activations in backward
     check_memory: bool = True              # print expected memory, refuse runs that cannot fit the device
     # label-word alignment of the new modules before LoRA tuning (emo_llama.train.align; not in the paper)
-    align_steps: int = 100                 # label-word alignment before LoRA (0: off, as in the paper)
+    align_steps: int | None = None         # label-word alignment before LoRA (0: off, as in the paper)
     align_lr: float = 5e-3                 # its learning rate
     align_batch_size: int = 16             # its class-balanced batch
-    freeze_after_align: bool = True        # keep the aligned new modules fixed while LoRA trains (no backward)
+    freeze_after_align: bool | None = None  # keep the aligned new modules fixed while LoRA trains (no backward)
     # evaluation
     zero_shot: bool = True                 # score the untrained model with the paper's zero-shot prompt first
     real_faces: bool = True                # end with the real-face check set (emo_llama.evaluate.real_faces)
@@ -161,6 +163,14 @@ class TrainConfig:
     device: str = "auto"                   # auto | cpu | cuda | mps
     progress: bool = True                  # progress bars / lines
 
+    def __post_init__(self):
+        """Merge the recipe, once: each field the user left unset (None) takes the recipe's value, and `recipe`
+        becomes the name that was used. A config made from a merged one (`dataclasses.replace`) keeps its values."""
+        self.recipe = recipe_name(self.recipe, self.stack)
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
     def model_config(self) -> EmoLlamaConfig:
         """The model's config: the fields both dataclasses declare, the paper paths, then `model_options`."""
         model_fields = {f.name for f in fields(EmoLlamaConfig)}
@@ -173,7 +183,7 @@ class TrainConfig:
         return EmoLlamaConfig(**shared, **self.model_options)
 
 
-# ----- the config's other faces: field comments, notebook 05's parameters cell, the command line -----
+# ----- the config's other faces: field help, notebook 05's parameters cell, the command line -----
 
 def field_comments(cls=TrainConfig) -> dict[str, str]:
     """The trailing comment of each field's line in the dataclass source (its documentation)."""
@@ -188,84 +198,131 @@ def field_comments(cls=TrainConfig) -> dict[str, str]:
     return comments
 
 
-# Notebook 05's parameters: papermill passes plain values, so an unset optional field (None) is "" or 0 there
-# and a tuple is a comma-separated string. The cell is `parameters_cell()`'s text (tests/test_config_drift.py).
+def field_help() -> dict[str, str]:
+    """Each TrainConfig field's comment; a field a recipe sets also names each recipe's value."""
+    helps = field_comments()
+    for name in helps:
+        by_recipe = [f"{recipe} {_literal(values[name])}" for recipe, values in RECIPES.items() if name in values]
+        if by_recipe:
+            helps[name] += f" (unset: the recipe's, {', '.join(by_recipe)})"
+    return helps
+
+
+def _literal(value) -> str:
+    """A short Python literal: 5e-4, not 0.0005."""
+    if isinstance(value, float) and value and abs(value) < 1e-2:
+        return f"{value:.0e}".replace("e-0", "e-")
+    return repr(value)
+
+
+# Notebook 05's parameters: the same names, defaults and comments. An unset field is None there too
+# (`papermill -p lr None`), so notebook and command line read every value alike (`coerce`).
 NOTEBOOK_PARAMETERS = (
     "dataset", "data_root", "fold", "stack", "recipe", *STACK_PATHS, "max_steps", "epochs", "batch_size", "lr",
     "new_module_lr", "align_steps", "freeze_after_align", "lora_r", "fim_mode", "use_face_embedding",
     "use_landmarks", "use_agr", "resample", "instruction_types", "conversation_share", "descriptive_text",
-    "train_limit", "eval_limit", "output_dir", "checkpoint_every", "checkpoint_minutes", "resume", "seed", "device",
+    "train_limit", "eval_limit", "limit_seed", "output_dir", "checkpoint_every", "checkpoint_minutes", "resume",
+    "seed", "device",
 )
 
 
 def _notebook_value(kind, value) -> tuple[str, str]:
     """(type name, Python literal) of a field's default as a notebook parameter."""
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
     if typing.get_origin(kind) is tuple:
         return "str", json.dumps(",".join(value))
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
     base = args[0] if args else kind
-    if value is None:
-        value = {str: "", int: 0, float: 0.0}[base]
-    if base is str:
-        return "str", json.dumps(value)
-    text = repr(value)
-    if base is float and value and abs(value) < 1e-2:
-        text = f"{value:.0e}".replace("e-0", "e-")   # 5e-4, not 0.0005
-    return base.__name__, text
+    # The plain type even where None is allowed (PEP 484's implicit Optional): papermill's --help-notebook reads
+    # `name: type = value` with a bare type name only, and the header line says what None means.
+    return base.__name__, json.dumps(value) if isinstance(value, str) else _literal(value)
 
 
 def parameters_cell(names: tuple[str, ...] = NOTEBOOK_PARAMETERS) -> str:
     """Notebook 05's `parameters` cell, written from TrainConfig's fields, defaults and comments."""
-    hints, comments = typing.get_type_hints(TrainConfig), field_comments()
+    hints, helps = typing.get_type_hints(TrainConfig), field_help()
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-    rows = [(f"{n}: {t} = {v}", comments.get(n, "")) for n in names
+    rows = [(f"{n}: {t} = {v}", helps.get(n, "")) for n in names
             for t, v in [_notebook_value(hints[n], defaults[n])]]
     width = max(len(code) for code, _ in rows) + 2
-    lines = ["# Parameters (papermill overrides these; TrainConfig in emo_llama/config.py documents each)"]
+    lines = ["# Parameters (papermill overrides these; TrainConfig in emo_llama/config.py documents each).",
+             "# None: unset (the recipe's value, or the default the comment names)."]
     lines += [f"{code:<{width}}# {comment}" if comment else code for code, comment in rows]
     return "\n".join(lines)
 
 
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def coerce(kind, value, name: str = "value"):
+    """`value` (command-line text, or a notebook's Python value) as a value of type `kind`; anything that is not
+    clearly one (`ture` for a bool, `1.5` for an int) raises ValueError naming the field."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    optional = type(None) in typing.get_args(kind)
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", ""))):
+        return None
+    base = kind if typing.get_origin(kind) is tuple or not args else args[0]
+    text = value.strip() if isinstance(value, str) else None
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if text is not None and text.lower() in TRUE + FALSE:
+            return text.lower() in TRUE
+    elif base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if text is not None and text.lstrip("+-").isdigit():
+            return int(text)
+    elif base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(text) if text is not None else None
+        except ValueError:
+            pass
+    elif base is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(base) is tuple:
+        if text is not None:
+            return tuple(x.strip() for x in text.split(",") if x.strip())
+        if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+            return tuple(value)
+    elif base is dict:
+        parsed = json.loads(text) if text is not None else value
+        if isinstance(parsed, dict):
+            return parsed
+    raise ValueError(f"{name}: {value!r} is not a {getattr(base, '__name__', base)}")
+
+
 def config_from_parameters(**values) -> TrainConfig:
-    """A TrainConfig from notebook-style values ("" / 0 for None, comma lists for tuples); unknown names raise."""
+    """A TrainConfig from notebook values (None: unset; a comma list for a tuple); unknown names raise TypeError,
+    values of the wrong type ValueError."""
     hints = typing.get_type_hints(TrainConfig)
     unknown = sorted(set(values) - set(hints))
     if unknown:
         raise TypeError(f"not TrainConfig fields: {unknown}")
-    converted = {}
-    for name, value in values.items():
-        kind = hints[name]
-        if typing.get_origin(kind) is tuple and isinstance(value, str):
-            value = tuple(x.strip() for x in value.split(",") if x.strip())
-        elif type(None) in typing.get_args(kind) and value in ("", 0) and not isinstance(value, bool):
-            value = None
-        converted[name] = value
-    return TrainConfig(**converted)
-
-
-def _parse_value(kind, text: str):
-    origin = typing.get_origin(kind)
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if text.lower() == "none" and type(None) in typing.get_args(kind):
-        return None
-    if kind is bool:
-        return text.lower() in ("1", "true", "yes", "on")
-    if origin is tuple:
-        return tuple(x for x in text.split(",") if x)
-    if kind is dict:
-        return json.loads(text)
-    if args and origin is not tuple:
-        return _parse_value(args[0], text)
-    return kind(text)
+    return TrainConfig(**{name: coerce(hints[name], value, name) for name, value in values.items()})
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """One flag per TrainConfig field (`none` for an optional one, comma lists for tuples, JSON for dicts)."""
-    hints, comments, defaults = typing.get_type_hints(TrainConfig), field_comments(), TrainConfig()
-    parser = argparse.ArgumentParser(description="LoRA instruction tuning of EMO-LLaMA")
+    """One flag per TrainConfig field (`none` for an optional one, comma lists for tuples, JSON for dicts).
+
+    Only the flags given reach TrainConfig, which merges its recipe into the rest. argparse stays the parser:
+    `transformers.HfArgumentParser` reads a tuple field as a tuple of characters and a dict field not at all."""
+    hints, helps = typing.get_type_hints(TrainConfig), field_help()
+    parser = argparse.ArgumentParser(description="LoRA instruction tuning of EMO-LLaMA",
+                                     argument_default=argparse.SUPPRESS)
     for f in fields(TrainConfig):
-        parser.add_argument(f"--{f.name}", type=str, default=None,
-                            help=f"{comments.get(f.name, '')} (default: {getattr(defaults, f.name)})")
-    ns = parser.parse_args(argv)
-    values = {k: _parse_value(hints[k], v) for k, v in vars(ns).items() if v is not None}
-    return apply_recipe(TrainConfig(**values), explicit=set(values))
+        default = f.default_factory() if f.default is MISSING else f.default
+        parser.add_argument(f"--{f.name}", type=_flag_type(hints[f.name], f.name), metavar=f.name.upper(),
+                            help=f"{helps.get(f.name, '')} (default: {default})")
+    return TrainConfig(**vars(parser.parse_args(argv)))
+
+
+def _flag_type(kind, name: str):
+    def convert(text: str):
+        try:
+            return coerce(kind, text, name)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return convert

@@ -5,6 +5,8 @@ environment variable `EMO_LLAMA_PROGRESS=lines` is set: then it prints one line 
 ("train: 30/150 (20%) 41 s, ETA 2.7 min, loss=1.234"), flushed at once. A notebook run by
 papermill has no frontend to draw widget bars, but `papermill --log-output` streams printed lines to
 the terminal as they come: `make train` sets this variable for that reason.
+
+`without_weight_loading_bar()` keeps transformers' per-tensor "Loading weights" bar out of model loads.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 ENV = "EMO_LLAMA_PROGRESS"
+WEIGHT_LOADING_BAR = "Loading weights"  # the desc of transformers' bar over a checkpoint's tensors
 
 
 class LineProgress:
@@ -83,3 +87,26 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=disable, initial=initial)
+
+
+@contextmanager
+def without_weight_loading_bar() -> Iterator[None]:
+    """Model loads inside this block (or a function it decorates) draw no "Loading weights" bar.
+
+    transformers draws that bar over every tensor of a checkpoint (272 for SmolLM2; the load takes seconds). In a
+    notebook it is a widget, and a headless run (papermill: `make train`, the tests, refreshed notebooks) keeps
+    only the widget's text form from the moment it appeared, "Loading weights: 0%| 0/272", stuck in the saved
+    outputs for good. Only that bar goes: download bars and every other bar of the libraries stay.
+    """
+    from transformers.utils import logging as hf_logging
+
+    def hook(factory, args, kwargs):
+        if kwargs.get("desc") == WEIGHT_LOADING_BAR:
+            kwargs = {**kwargs, "disable": True}
+        return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(hook)
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)

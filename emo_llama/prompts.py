@@ -41,10 +41,16 @@ CHATML_TEMPLATE = (
 )
 
 
-# Vicuna v1 (LLaMA-VID's `conv_vicuna_v1`), for LLaMA/Vicuna tokenizers that ship no chat template:
+# Vicuna v1, for LLaMA/Vicuna tokenizers that ship no chat template:
 #   "{system} USER: {question} ASSISTANT: {answer}</s>USER: {question} ASSISTANT:"
-# The system message's content is the system line (VICUNA_SYSTEM in the paper recipe); `</s>` (the eos
-# token) closes every answer, so generation stops at the end of the turn.
+# Source: LLaMA-VID (github dvlab-research/LLaMA-VID) `llamavid/conversation.py`: `conv_vicuna_v1` and the
+# training default `conv_vicuna_imgsp_v1` are both SeparatorStyle.TWO with sep " ", sep2 "</s>", roles
+# USER/ASSISTANT and this system line; a turn awaiting its answer ends "ASSISTANT:". `<s>` is not in the text:
+# `llamavid/train/train.py` tokenises the prompt with the tokenizer's special tokens (LLaVA's
+# `tokenizer_image_token`), which put `<s>` first; `model.parts.prompting.encode_messages` lets the tokenizer add
+# it too, and tokenises the text around `<image>` in one piece. The system message's content is the system
+# line (VICUNA_SYSTEM in the paper recipe); `</s>` (the eos token) closes every answer, so generation stops at
+# the end of the turn.
 VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
                  "The assistant gives helpful, detailed, and polite answers to the user's questions.")
 VICUNA_TEMPLATE = (

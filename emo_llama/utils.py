@@ -1,11 +1,12 @@
-"""Small helpers every module uses: seeding, device resolution, natural sort, atomic writes."""
+"""Small helpers every module uses: seeding, devices, natural sort, atomic writes, a figure under widgets."""
 
 from __future__ import annotations
 
 import os
 import random
 import re
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,7 +14,20 @@ import numpy as np
 import torch
 
 # The repository's data/ folder: committed weights (weights/), face crops (faces/) and built data (cache/).
-REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_DATA = REPO_ROOT / "data"
+
+
+def repo_path(path: str | os.PathLike) -> Path:
+    """An absolute path for `path`. A relative one is read against the repository when the working folder is
+    inside it (JupyterLab runs a notebook in notebooks/, `make` in the root: both mean the root's runs/), and
+    against the working folder otherwise (the package imported by another project)."""
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    here = Path.cwd().resolve()
+    inside = (REPO_ROOT / "pyproject.toml").exists() and here.is_relative_to(REPO_ROOT)
+    return (REPO_ROOT if inside else here) / path
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
@@ -98,3 +112,57 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return REPO_DATA / "cache"
+
+
+def figure_with_controls(draw: Callable[..., object], controls: dict) -> object:
+    """Controls (ipywidgets, keyed by `draw`'s argument names) over a pyplot figure that follows them.
+
+    `draw(**values)` draws one figure with pyplot. The figure for the controls' first values is an ordinary output
+    of the cell (it shows in any rendering of the notebook); the box under it holds the controls and an `Output`
+    widget, which gets a redrawn figure only when a control changes, i.e. only with a live frontend. Why not
+    `interactive_output`: it draws into its `Output` widget while the cell runs, and headless (papermill,
+    nbconvert) nbclient answers each output captured there with a message on the kernel's shell channel, the
+    channel on which it is awaiting the cell's reply; now and then that reply never arrives and the cell runs
+    into its timeout (jupyter/nbclient#312). Returns the box (already displayed).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    def values() -> dict:
+        return {name: control.value for name, control in controls.items()}
+
+    draw(**values())
+    plt.show()
+    view = widgets.Output()
+
+    def redraw(_change) -> None:
+        with view:
+            view.clear_output(wait=True)
+            draw(**values())
+            plt.show()
+
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    box = widgets.VBox([widgets.HBox(list(controls.values())), view])
+    # What a rendering without the widget (GitHub, nbconvert) shows instead: a hint, not the widget's repr.
+    shown = box._repr_mimebundle_()
+    names = ", ".join(control.description or name for name, control in controls.items())
+    shown["text/plain"] = f"[controls: {names}; with a running kernel they redraw the figure under them]"
+    display(shown, raw=True)
+    return box
+
+
+@contextmanager
+def without_is_gradient_checkpointing_warning() -> Iterator[None]:
+    """Ignore transformers' FutureWarning "`is_gradient_checkpointing` is deprecated" inside this block (or a
+    function it decorates), and only that warning.
+
+    Why: peft's `PeftModel` asks the base model `is_gradient_checkpointing`, a property transformers 5 deprecates
+    with that warning, so every `get_peft_model` printed it (a pink box in each notebook that builds a model).
+    The caller is peft, not us: nothing to change on our side until peft asks `is_activation_checkpointing`.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning,
+                                module=r"transformers\.modeling_utils")
+        yield

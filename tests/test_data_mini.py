@@ -1,17 +1,22 @@
-"""The bundled `mini` dataset, on a small build: layouts, identity split, determinism, MTCNN finds the faces."""
+"""The bundled `mini` dataset, on a small build: layouts, identity split, determinism, MTCNN finds the faces;
+data/README.md's description of the synthesis agrees with the code."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import time
 
 import numpy as np
 import pytest
 
 from emo_llama.data import get_dataset
+from emo_llama.data.aus import VARIANTS
 from emo_llama.data.labels import MINI_CLASSES
-from emo_llama.data.mini.build import build_mini, load_mini
+from emo_llama.data.mini.build import _expression, build_mini, load_mini
 from emo_llama.faces.video import load_frames
+from emo_llama.utils import REPO_DATA
 
 SMALL = {"max_identities": 6, "colour_images_per_class": 1, "progress": False}
 
@@ -123,3 +128,25 @@ def test_mini_rejects_other_folds(small_mini):
     root, _ = small_mini
     with pytest.raises(ValueError, match="fold"):
         load_mini(root, fold=2)
+
+
+def _readme_variant_table(readme: str) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """The rows of data/README.md's `| class | AU variants |` table: "6+12 / 6+12+25" -> ((6, 12), (6, 12, 25))."""
+    lines = readme[readme.index("| class | AU variants |"):].splitlines()[2:]
+    table = {}
+    for line in lines:
+        if not line.strip().startswith("|"):
+            break
+        label, variants = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        table[label] = tuple(() if v.strip() == "none" else tuple(int(au) for au in v.split("+"))
+                             for v in variants.split("/"))
+    return table
+
+
+def test_data_readme_states_the_variants_and_intensity_the_code_uses():
+    readme = (REPO_DATA / "README.md").read_text()
+    assert _readme_variant_table(readme) == {label: VARIANTS[label] for label in MINI_CLASSES}
+    # the build that the README's history marks as current names its intensity range: the code's defaults
+    lo, hi = re.search(r"intensity (\d+\.\d+)–(\d+\.\d+) \(\*\*current\*\*\)", readme).groups()
+    defaults = inspect.signature(_expression).parameters
+    assert (float(lo), float(hi)) == (defaults["lo"].default, defaults["hi"].default)

@@ -88,3 +88,36 @@ def test_metrics_reject_bad_input():
         compute_metrics(["bored"], ["anger"], BASIC7)
     with pytest.raises(ValueError, match="1 labels but y_pred has 2"):
         compute_metrics(["anger"], ["anger", "fear"], BASIC7)
+
+
+def test_a_capped_split_is_a_seeded_stratified_draw_not_the_first_files():
+    from collections import Counter
+
+    from emo_llama.data.sampling import stratified_subset
+
+    # A list sorted by stratum, as loaders' lists often are (mini: by identity; AffectNet: the CSV's order).
+    strata = [("happiness", "image")] * 60 + [("sadness", "image")] * 30 + [("sadness", "video")] * 10
+    kept = stratified_subset(strata, 20, seed=0)
+    assert len(kept) == 20 == len(set(kept)) and kept == sorted(kept)
+    assert Counter(strata[i] for i in kept) == {("happiness", "image"): 12, ("sadness", "image"): 6,
+                                                ("sadness", "video"): 2}
+    assert kept != list(range(20))
+    assert stratified_subset(strata, 20, seed=0) == kept and stratified_subset(strata, 20, seed=1) != kept
+    labels = ["a"] * 5 + ["b"] * 3 + ["c"] * 2
+    uneven = stratified_subset(labels, 5, seed=0)  # quotas 2.5 / 1.5 / 1.0: the half goes to "a", seen first
+    assert Counter(labels[i] for i in uneven) == {"a": 3, "b": 1, "c": 1}
+    assert stratified_subset(strata, 0, seed=0) == stratified_subset(strata, 500, seed=0) == list(range(100))
+
+
+def test_run_limits_draw_by_label_and_kind_and_say_so():
+    from emo_llama.train import TrainConfig
+    from emo_llama.train.items import limit_notes, load_splits
+
+    cfg = TrainConfig(dataset="synthetic", stack="tiny", train_limit=9, eval_limit=6, limit_seed=2)
+    classes, train, test, _ = load_splits(cfg)
+    assert len(train) == 9 and len(test) == 6
+    assert sorted(s.label for s in test) == sorted(list(classes) * 2)  # 2 per class, whatever the list order
+    notes = limit_notes(cfg, len(train), len(test))
+    assert notes["test"] == {"samples": 6, "limit": 6,
+                             "draw": "seeded stratified by label and media kind (limit_seed 2)"}
+    assert limit_notes(TrainConfig(), 10, 5)["train"]["draw"] == "all"

@@ -169,7 +169,8 @@ def test_vicuna_label_mask_token_by_token():
         shown.append(f"[{text}]" if label != IGNORE_INDEX else text)
     answer = "".join(f"[{c}]" for c in " happy") + "[</s>]"
     answer2 = "".join(f"[{c}]" for c in " smile") + "[</s>]"
-    assert "".join(shown) == (f"{VICUNA_SYSTEM} USER: AGR.\n<M><M><M>\nWhich one? ASSISTANT:{answer}"
+    # `<s>` first, put there by the tokenizer as LLaMA's does (LLaVA / LLaMA-VID tokenise their prompts so).
+    assert "".join(shown) == (f"<s>{VICUNA_SYSTEM} USER: AGR.\n<M><M><M>\nWhich one? ASSISTANT:{answer}"
                               f"USER: Why? ASSISTANT:{answer2}")
     prompt = encode_messages(tok, build_messages([("Which one?", None)], system=VICUNA_SYSTEM), 1, generation=True)
     assert tok.decode(prompt.input_ids).endswith("Which one? ASSISTANT:")

@@ -124,3 +124,61 @@ def test_vision_input_face_makes_the_vision_tokens_follow_the_face_not_the_frame
         tokens[mode] = float((a - b).abs().mean() / a.abs().mean())
     assert tokens["face"] < 0.25 * tokens["frame"], tokens
     assert get_stack("offline", encoders=False).options["vision_input"] == "face"
+
+
+def _gradient_frame(h: int, w: int) -> np.ndarray:
+    """A non-square frame with content everywhere (a squash, a crop and a pad all change it differently)."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // w, y * 255 // h, (x * y) % 251], axis=-1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("h, w, new, offset", [(300, 500, (373, 224), (74, 0)), (500, 300, (224, 373), (0, 74)),
+                                               (30, 50, (373, 224), (74, 0))])
+def test_frames_keep_their_aspect_shortest_edge_bicubic_then_centre_crop(h, w, new, offset):
+    """LLaMA-VID's CLIP processor: shortest edge -> 224 (bicubic), long edge int(224 * long / short), centre crop."""
+    from transformers import CLIPImageProcessorPil
+
+    from emo_llama.features.extractor import square_frame
+
+    frame = _gradient_frame(h, w)
+    left, top = offset
+    expected = np.asarray(Image.fromarray(frame).resize(new, Image.BICUBIC))[top: top + 224, left: left + 224]
+    out = square_frame(frame, 224)
+    assert out.shape == (224, 224, 3) and np.array_equal(out, expected)
+    reference = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+                                      do_rescale=False, do_normalize=False)
+    assert np.array_equal(out, reference(frame, return_tensors="np")["pixel_values"][0].transpose(1, 2, 0))
+
+
+def test_a_still_image_is_padded_to_a_square_with_the_encoders_mean_colour():
+    """LLaMA-VID's image_aspect_ratio="pad": centred on a square of the mean colour, then resized; nothing cut off."""
+    from emo_llama.features.extractor import square_frame
+
+    frame = _gradient_frame(30, 50)
+    fill = (122, 116, 104)   # CLIP's mean as LLaMA-VID writes it: int(255 * mean)
+    square = np.empty((50, 50, 3), np.uint8)
+    square[:] = fill
+    square[10:40] = frame
+    expected = np.asarray(Image.fromarray(square).resize((224, 224), Image.BICUBIC))
+    assert np.array_equal(square_frame(frame, 224, fill), expected)
+
+
+def test_the_vision_encoder_reads_whole_frames_unsquashed(tmp_path, tiny_stack):
+    """extract_uncached: a video frame is cropped and an image file padded, at the encoder's input size (64)."""
+    from emo_llama.features.extractor import square_frame
+
+    frame = _gradient_frame(120, 200)
+    extractor = FeatureExtractor.from_stack(tiny_stack, use_cache=False, device="cpu")
+    crops, _ = extractor.crops([frame])
+    for still in (False, True):
+        fill = (127, 127, 127) if still else None   # TinyViT's mean 0.5
+        expected = torch.from_numpy(square_frame(frame, 64, fill).copy()).permute(2, 0, 1).float() / 255
+        assert torch.equal(extractor.vision_images([frame], crops, still=still)[0], expected)
+    cropped = extractor.vision_images([frame], crops)[0]
+    manual = np.asarray(Image.fromarray(frame).resize((106, 64), Image.BICUBIC))[:, 21:85]   # 64 * 200 / 120 = 106
+    assert torch.equal(cropped, torch.from_numpy(manual.copy()).permute(2, 0, 1).float() / 255)
+    image = tmp_path / "wide.png"   # an image file is a still: its frame is padded
+    Image.fromarray(frame).save(image)
+    padded = extractor.vision_images([frame], crops, still=True)
+    with torch.no_grad():
+        assert torch.equal(extractor.extract_uncached(image).vision_tokens, tiny_stack.vision(padded).float())

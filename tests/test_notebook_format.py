@@ -125,14 +125,39 @@ _STALE_FIGURES: set[str] = set()
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="outputs to refresh"))
                                   if p.name in _STALE_FIGURES else p for p in NOTEBOOKS], ids=lambda p: p.name)
-def test_committed_figures_are_shown_once(path):
-    """Every plotting cell shows its figure; a widget cell shows only its widget (its figure lives inside)."""
+def test_committed_figures_are_shown(path):
+    """Every plotting cell shows its figure; a widget cell exactly one (its first) and its widget box."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from fixtures.notebook_figures import cells_without_figures, has_image, is_widget_cell, plotting_cells
+    from fixtures.notebook_figures import cells_without_figures, widget_cells_not_one_figure_and_box
 
     nb = nbformat.read(path, as_version=4)
-    assert cells_without_figures(nb, widgets=False) == []
-    stale = [i for i, c in plotting_cells(nb) if is_widget_cell(c) and has_image(c.outputs)]
-    assert stale == [], f"{path.name}: a static figure under the widget in cells {stale}"
+    assert cells_without_figures(nb) == []
+    assert widget_cells_not_one_figure_and_box(nb) == []
+
+
+# Notebooks whose committed outputs still hold transformers' "Loading weights" bar, stuck at 0% in a headless run
+# (loaded before emo_llama.progress.without_weight_loading_bar; strict: a refreshed one must leave the set).
+_STUCK_WEIGHT_BAR: set[str] = {"06_ablations.ipynb"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="outputs to refresh"))
+                                  if p.name in _STUCK_WEIGHT_BAR else p for p in NOTEBOOKS], ids=lambda p: p.name)
+def test_no_weight_loading_bar_in_committed_outputs(path):
+    from emo_llama.progress import WEIGHT_LOADING_BAR
+
+    nb = nbformat.read(path, as_version=4)
+    stuck = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" for out in cell.outputs
+             if WEIGHT_LOADING_BAR in out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))]
+    assert stuck == [], f"{path.name}: a 'Loading weights' bar in cells {stuck}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_markdown_line_starts_with_a_plus(path):
+    """The notebooks' bullets are '-'; a line starting with '+ ' is a sum wrapped onto a new line, which markdown
+    renders as a bullet (e.g. '... 28.6,' / '+ landmark token 27.4')."""
+    nb = nbformat.read(path, as_version=4)
+    plus = [line for cell in nb.cells if cell.cell_type == "markdown" for line in cell.source.splitlines()
+            if line.startswith("+ ")]
+    assert plus == [], f"{path.name}: {plus}"

@@ -3,36 +3,44 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from emo_llama.config import RECIPES, apply_recipe
+from emo_llama.config import RECIPES, config_from_parameters
 from emo_llama.train import TrainConfig, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_paper_recipe_fills_defaults_and_user_values_win():
-    cfg = apply_recipe(TrainConfig(stack="paper"))
-    assert cfg.recipe == "paper" and (cfg.lora_r, cfg.lora_alpha, cfg.lr) == (128, 256, 2e-4)
+def test_paper_recipe_fills_unset_fields_and_user_values_win():
+    cfg = TrainConfig(stack="paper")
+    assert cfg.recipe == "paper" and (cfg.lora_r, cfg.lr) == (128, 2e-4) and cfg.model_config().lora_alpha == 256
     assert cfg.align_steps == 0 and cfg.max_steps == 0 and cfg.epochs == 1.0 and cfg.gradient_checkpointing
     assert cfg.new_module_lr == 2e-4 and cfg.freeze_after_align is False
-    mine = apply_recipe(TrainConfig(stack="paper", lr=1e-4, batch_size=32))
+    mine = TrainConfig(stack="paper", lr=1e-4, batch_size=32)
     assert mine.lr == 1e-4 and mine.batch_size == 32 and mine.lora_r == 128
-    offline = apply_recipe(TrainConfig())
+    offline = TrainConfig()
     assert offline.recipe == "cpu" and offline.lora_r == 16 and offline.align_steps == 100
-    forced = apply_recipe(TrainConfig(recipe="paper"))
+    forced = TrainConfig(recipe="paper")
     assert forced.stack == "offline" and forced.lora_r == 128
     with pytest.raises(ValueError, match="unknown recipe"):
-        apply_recipe(TrainConfig(recipe="fast"))
+        TrainConfig(recipe="fast")
 
 
-def test_cli_recipe_keeps_explicit_flags_even_at_default_values():
-    cfg = parse_args(["--stack", "paper", "--lora_r", "16", "--max_steps", "150"])
-    assert cfg.recipe == "paper" and cfg.lora_r == 16 and cfg.max_steps == 150 and cfg.lr == 2e-4
-    assert set(RECIPES) >= {"cpu", "paper"}
+def test_a_value_the_user_gave_wins_even_when_it_equals_the_cpu_default():
+    # The recipe used to be merged a second time in run(), where "differs from the CPU default" stood for "set by
+    # the user": --stack paper --lr 5e-4 trained at the paper's 2e-4.
+    cpu = RECIPES["cpu"]
+    cli = parse_args(["--stack", "paper", "--lr", str(cpu["lr"]), "--lora_r", str(cpu["lora_r"]),
+                      "--max_steps", str(cpu["max_steps"])])
+    assert (cli.recipe, cli.lr, cli.lora_r, cli.max_steps) == ("paper", cpu["lr"], cpu["lora_r"], cpu["max_steps"])
+    assert cli.batch_size == RECIPES["paper"]["batch_size"]  # what was not given comes from the recipe
+    notebook = config_from_parameters(stack="paper", lr=cpu["lr"], lora_r=None)
+    assert notebook.lr == cpu["lr"] and notebook.lora_r == RECIPES["paper"]["lora_r"]
+    assert replace(cli, seed=1).lr == cpu["lr"]  # a merged config stays merged
 
 
 def test_memory_estimate_and_refusal(monkeypatch):

@@ -94,3 +94,33 @@ def test_missing_and_unknown_media_errors(tmp_path):
     broken.write_bytes(b"not a jpeg")
     with pytest.raises(MediaError, match="broken.jpg"):
         load_frames(broken)
+
+
+def test_a_storage_error_stays_an_os_error_and_a_bad_file_a_media_error(tmp_path, monkeypatch):
+    import errno
+
+    import emo_llama.faces.video as video
+
+    image = tmp_path / "face.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not really a video")
+
+    def storage_failed(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")  # a network disk that failed this once
+
+    monkeypatch.setattr(video.Image, "open", storage_failed)
+    with pytest.raises(OSError) as err:
+        load_frames(image)
+    assert not isinstance(err.value, MediaError)  # the feature store retries this; "unreadable" is for bad files
+    monkeypatch.setattr(video.av, "open", lambda *a, **k: (_ for _ in ()).throw(av.error.OSError(errno.EIO, "EIO")))
+    with pytest.raises(OSError) as err:
+        load_frames(clip)
+    assert not isinstance(err.value, MediaError)
+    monkeypatch.undo()
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(image.read_bytes()[:40])
+    with pytest.raises(MediaError, match="truncated.png"):
+        load_frames(truncated)
+    with pytest.raises(MediaError, match="clip.mp4"):
+        load_frames(clip)

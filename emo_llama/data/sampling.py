@@ -8,7 +8,7 @@ these class-balanced category weights with a fixed share of conversations (`emo_
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
@@ -76,3 +76,27 @@ def long_tailed(labels: Sequence[str], classes: Sequence[str], imbalance: float 
         idx = by_class[c]
         keep += sorted(rng.choice(idx, size=min(n, len(idx)), replace=False).tolist()) if idx else []
     return sorted(keep)
+
+
+def stratified_subset(strata: Sequence[Hashable], n: int, seed: int) -> list[int]:
+    """Indices (in list order) of a seeded draw of `n` items in which every stratum keeps its share of the list.
+
+    Quotas by largest remainder (each stratum floor(n * size / N), the rest to the largest fractions, ties to
+    the stratum seen first); within a stratum the items are drawn at random. `n` <= 0 or >= N keeps everything.
+    `emo_llama.train.items` draws train_limit / eval_limit this way, by label and media kind, so a capped test
+    split is not the first N files of the list (one identity, images only).
+    """
+    total = len(strata)
+    if n <= 0 or n >= total:
+        return list(range(total))
+    groups: dict[Hashable, list[int]] = {}
+    for i, s in enumerate(strata):
+        groups.setdefault(s, []).append(i)
+    exact = {s: n * len(idx) / total for s, idx in groups.items()}
+    quota = {s: int(q) for s, q in exact.items()}
+    by_remainder = sorted(groups, key=lambda s: -(exact[s] - quota[s]))  # stable: first-seen wins ties
+    for s in by_remainder[: n - sum(quota.values())]:
+        quota[s] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [int(i) for s, idx in groups.items() for i in rng.choice(idx, size=quota[s], replace=False)]
+    return sorted(chosen)

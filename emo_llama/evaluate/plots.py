@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -38,7 +38,9 @@ def show_real_faces(result: dict, items: Sequence[RealFace] | None = None, cols:
     """A figure: each check-set face with its label, the model's answer and the baseline's."""
     items = list(items) if items is not None else real_face_set()
     rows = (len(items) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.0 * rows))
+    # Constrained layout gives each row's four-line titles their own space; tight_layout let them run over the
+    # photos of the row above.
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.0 * rows), squeeze=False, layout="constrained")
     cropper = FaceCropper(device="cpu", size=160)
     for ax, item, row in zip(axes.flat, items, result["items"]):
         frames = load_frames(item.media)
@@ -49,5 +51,17 @@ def show_real_faces(result: dict, items: Sequence[RealFace] | None = None, cols:
                      f"face-api: {row['baseline']}", fontsize=8, color="black" if row["correct"] else "red")
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout()
     return fig
+
+
+def samples_to_show(samples: Sequence, features: Mapping, n: int = 6,
+                    unreadable: dict | None = None) -> tuple[list, list[str]]:
+    """Up to `n` samples spread evenly over those whose features were read (notebook 05 shows their answers),
+    and a line for each sample left out because its media could not be read: its path and why (from
+    metrics.json's `unreadable` report, when given). An unreadable clip has no features to show.
+    """
+    readable = [s for s in samples if str(s.media) in features]
+    why = {item["path"]: item["error"] for item in (unreadable or {}).get("items", [])}
+    left_out = [f"{s.media}: {why.get(str(s.media), 'could not be read')}" for s in samples
+                if str(s.media) not in features]
+    return readable[:: max(1, len(readable) // n)][:n], left_out

@@ -1,8 +1,9 @@
 """Does it work on real faces? The trained model and a classical classifier on the real-face check set.
 
-`emo_llama.faces.samples` holds unwarped real photos, labelled by what a person
-sees. A model trained on mini's synthesised expressions only earns trust if it reads these too, so
-every training run ends here (`train.run` writes the result into metrics.json) and notebook 05 shows
+`emo_llama.faces.samples` holds unwarped real photos, labelled by what a person sees (its docstring
+has the labelling rule and the set's history: one item was dropped after models had answered it). A
+model trained on mini's synthesised expressions only earns trust if it reads these too, so every
+training run ends here (`train.run` writes the result into metrics.json) and notebook 05 shows
 the answers next to the pictures. face-api's expression net, a classifier trained on real faces that
 nobody here trained, answers the same items as the classical baseline.
 """

@@ -9,6 +9,7 @@ import torch
 from emo_llama.expert.au import AU_REGIONS, au_region_polygons
 from emo_llama.expert.base import ExpertOutput
 from emo_llama.expert.landmarks import CONTOURS, FIVE_POINT_NAMES, five_points
+from emo_llama.utils import figure_with_controls
 
 AU_COLOURS = plt.get_cmap("tab20")
 
@@ -119,23 +120,17 @@ __all__ = ["FIVE_POINT_NAMES", "draw_au_regions", "draw_five_points", "draw_land
 
 
 def face_explorer(crops: np.ndarray, out: ExpertOutput, names: list[str], pca_rgb: np.ndarray | None = None):
-    """A face picker and an AU picker over one figure that they redraw (`plot_face_priors`), for JupyterLab.
+    """A face picker and an AU picker over `plot_face_priors`, for JupyterLab (`figure_with_controls`).
 
-    The figure is drawn inside the widget (`interactive_output`), so the one under the controls is the
-    only one and always the current one. Returns the widget box (already displayed).
+    The cell shows the first face's figure; picking a face or an AU region draws its figure under the
+    controls (a live kernel only). Returns the widget box (already displayed).
     """
     import ipywidgets as widgets
-    from IPython.display import display
-
-    face = widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)], description="face")
-    au = widgets.Dropdown(options=list(AU_REGIONS), value="AU12", description="AU")
 
     def draw(i: int, region: str):
         plot_face_priors(crops[i], out, i, pca_rgb=None if pca_rgb is None else pca_rgb[i], title=names[i],
                          au_for_tokens=region)
-        plt.show()
 
-    view = widgets.interactive_output(draw, {"i": face, "region": au})
-    box = widgets.VBox([widgets.HBox([face, au]), view])
-    display(box)
-    return box
+    return figure_with_controls(draw, {
+        "i": widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)], description="face"),
+        "region": widgets.Dropdown(options=list(AU_REGIONS), value="AU12", description="AU")})

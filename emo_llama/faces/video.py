@@ -6,6 +6,7 @@ one-frame video. `load_frames` hides which of the three a sample is stored as.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,12 +48,24 @@ def nearest_frame_indices(times: Sequence[float], fps: float = 1.0, max_frames: 
     return picks
 
 
+# OS errors that say the storage failed this time, not that the file is bad (a network disk, a busy device):
+# they pass through as OSError, which the feature store retries, instead of becoming a MediaError ("unreadable").
+TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE,
+                              errno.ENETDOWN, errno.ENETUNREACH, errno.ECONNRESET, errno.EHOSTUNREACH})
+
+
+def transient(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in TRANSIENT_ERRNOS
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB (grayscale and RGBA are converted)."""
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError) as err:
+        if transient(err):
+            raise
         raise MediaError(f"{path}: not a readable image ({err}); expected jpg/png/bmp/tif") from err
 
 
@@ -78,6 +91,8 @@ def read_video(path: str | os.PathLike, fps: float = 1.0, max_frames: int | None
             container.seek(0, stream=stream)
             frames = {f.pts: f.to_ndarray(format="rgb24") for f in container.decode(stream) if f.pts in wanted}
     except av.error.FFmpegError as err:
+        if transient(err):
+            raise
         raise MediaError(f"{path}: cannot decode video ({err}); the file is corrupt or truncated") from err
     if not frames:
         raise MediaError(f"{path}: no frame could be decoded; the file is corrupt or truncated")

@@ -22,12 +22,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from emo_llama.faces import FaceCropper
-from emo_llama.faces.video import MediaError, load_frames
+from emo_llama.faces.video import IMAGE_SUFFIXES, MediaError, load_frames
 from emo_llama.progress import progress as progress_bar
 from emo_llama.prompts import agr_from_expert
 from emo_llama.utils import atomic_path, model_cache_dir, natural_key, resolve_device
 
-FEATURE_VERSION = "2"  # 2: AU masks follow the expert's token centres
+FEATURE_VERSION = "3"  # 2: AU masks follow the expert's token centres; 3: frames keep their aspect (square_frame)
 DISPLAY_SIZE = 112  # face crops kept (uint8) for notebooks' attention overlays
 
 
@@ -135,13 +135,15 @@ class FeatureExtractor:
             feats.save(path)
         return feats
 
-    def extract_uncached(self, media: Path) -> MediaFeatures:
+    def extract_uncached(self, media: str | Path) -> MediaFeatures:
         """Decode and extract one media without touching any cache; `MediaError` when unreadable."""
+        media = Path(media)
         # Extraction must leave the global RNG as it found it: otherwise a run with a cold cache would
         # train differently from the same run with a warm one (measured: UAR 0.57 vs 0.62 on mini).
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        still = media.is_file() and media.suffix.lower() in IMAGE_SUFFIXES
         with torch.random.fork_rng(devices=devices):
-            return self.extract_frames(load_frames(media, fps=self.fps, max_frames=self.max_frames))
+            return self.extract_frames(load_frames(media, fps=self.fps, max_frames=self.max_frames), still=still)
 
     def extract_many(self, paths, progress: bool = True, desc: str = "features",
                      errors: dict[str, str] | None = None) -> list[MediaFeatures | None]:
@@ -170,19 +172,22 @@ class FeatureExtractor:
             found.append(bool(res.found))
         return torch.stack(crops), torch.tensor(found)
 
-    def vision_images(self, frames: list[np.ndarray], crops: torch.Tensor) -> torch.Tensor:
-        """What the vision encoder reads: the whole frame (the paper's X^V), or with the stack option
+    def vision_images(self, frames: list[np.ndarray], crops: torch.Tensor, still: bool = False) -> torch.Tensor:
+        """What the vision encoder reads: the whole frame (the paper's X^V) made square as LLaMA-VID does
+        (`square_frame`; a still image padded with the encoder's mean colour), or with the stack option
         vision_input="face" the face crop, framed like mini's images (the offline stack: see model/backbones/stacks.py)."""
         size = self.vision.input_size
         if self.stack_options.get("vision_input", "frame") == "face":
             return F.interpolate(crops, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return torch.stack([torch.from_numpy(np.array(f, copy=True)).permute(2, 0, 1).float() / 255.0
-                            for f in (_resize(f, size) for f in frames)])
+        fill = tuple(int(m * 255) for m in self.vision.mean) if still else None
+        return torch.stack([torch.from_numpy(np.array(square_frame(f, size, fill), copy=True)).permute(2, 0, 1)
+                            .float() / 255.0 for f in frames])
 
     @torch.no_grad()
-    def extract_frames(self, frames: list[np.ndarray]) -> MediaFeatures:
+    def extract_frames(self, frames: list[np.ndarray], still: bool = False) -> MediaFeatures:
+        """Features of decoded frames; `still`: they are one image file's (its frame is padded, not cropped)."""
         crops, found = self.crops(frames)
-        images = self.vision_images(frames, crops)
+        images = self.vision_images(frames, crops, still)
         dev = self.device
         vision_tokens = self.vision.to(dev)(images.to(dev)).float().cpu()
         out = self.expert.to(dev)(crops.to(dev))
@@ -210,6 +215,28 @@ def module_fingerprint(module: torch.nn.Module | None) -> str:
         if t.numel():
             digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:24]
+
+
+def square_frame(frame: np.ndarray, size: int, fill: tuple[int, int, int] | None = None) -> np.ndarray:
+    """A (size, size, 3) frame as LLaMA-VID's CLIP image processor makes it (`llamavid/processor/clip-patch14-224`:
+    resize the shortest edge to `size`, bicubic, the long one to int(size * long / short), then centre-crop).
+    With `fill`, a non-square frame is first padded to a square of that colour, centred (LLaMA-VID's
+    `image_aspect_ratio="pad"`, used for still images; video frames are cropped), so nothing is cut off.
+    Squashing the whole frame to size x size instead would stretch every face in a non-square frame."""
+    h, w = frame.shape[:2]
+    if fill is not None and h != w:
+        side = max(h, w)
+        padded = np.empty((side, side, 3), dtype=frame.dtype)
+        padded[:] = fill
+        top, left = (side - h) // 2, (side - w) // 2
+        padded[top: top + h, left: left + w] = frame
+        frame, h, w = padded, side, side
+    short, long = min(h, w), max(h, w)
+    long = int(size * long / short)
+    new_h, new_w = (size, long) if h <= w else (long, size)
+    image = Image.fromarray(frame).resize((new_w, new_h), Image.BICUBIC)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
 def _centre_square(frame: np.ndarray, size: int) -> np.ndarray:

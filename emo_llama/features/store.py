@@ -1,20 +1,47 @@
 """The on-disk feature store: sharded, resumable extraction and memory-mapped reads of frozen features.
 
 A training run no longer holds the frozen features of its dataset in RAM. Every process extracts its
-share of the media into chunk files of `chunk_size` media (safetensors, one file per chunk, written
-atomically); a killed extraction resumes where it stopped, because a chunk whose file exists is
-skipped. Reads go through safetensors' memory map, one media at a time, as the training loop asks.
+share of the media that are not stored yet into chunk files of up to `chunk_size` media (safetensors,
+one file per chunk, written atomically). Reads go through safetensors' memory map, one media at a
+time, as the training loop asks.
 
-Layout: `<root>/<key>/chunk-<digest>.safetensors`, where
+Layout: `<root>/<stack>-<key>/chunk-<digest>.safetensors`, where
 - `key` hashes everything that changes a feature (`store_settings`): the stack name and options, a
   fingerprint of the frozen vision encoder's and facial expert's weights (their tensors' bytes), the
   face detector's package version, fps, max_frames, crop margin and size, the feature code version
   (`extractor.FEATURE_VERSION`), the store format and the storage dtype; `settings.json` next to the
   chunks spells it out;
-- a chunk's `digest` hashes its members' identities (path, size, mtime), so a chunk is rebuilt when
-  one of its files changes, and the same dataset list always plans the same chunks.
-Chunk c of the plan belongs to process c % world: the share does not depend on which chunks exist, so
-2 processes resuming a 1-process extraction split the rest between them.
+- each chunk's header lists its members and their identities (`media_identity`: path, size, mtime),
+  and `digest` hashes those identities.
+
+Which media a chunk holds does not depend on the list being extracted. The store is a set of chunks,
+and the headers of all of them, read once, form an index identity -> (chunk, position). A media is
+stored when its current identity is in that index, wherever it was put; `fill` extracts only the
+media that are not, into new chunks. So a dataset list that grows (a larger `train_limit`, another
+fold, a second dataset with the same stack) extracts only what is new, a list that shrinks extracts
+nothing, and a file that changed on disk has a new identity and is extracted again (its old entry
+stays on disk, unused). The chunks of a killed extraction are complete or absent, so a rerun
+extracts what is missing, nothing more. (The store used to cut the sorted list into fixed chunks of
+64, which tied every chunk to the whole list: one media more or less moved every chunk boundary and
+re-extracted everything; that was store version 1.) The other way considered, a chunk per bucket of
+a stable hash of the path, keeps a media's bucket whatever the list, but a bucket's chunk still has
+to be rewritten whenever the list adds a member to it, and a fixed bucket count gives tiny chunks on
+small lists; the index needs neither.
+
+Processes: media i of the sorted, de-duplicated list belongs to process i % world. The share depends
+only on the list, never on which media exist yet (a process that is slower to start sees more of
+the store, but the other processes only write media of their own shares), so 2 processes resuming a
+1-process extraction split the rest between them, and no two processes extract the same media or
+write the same chunk (a chunk's name hashes its members, and shares are disjoint).
+
+Unreadable media: a `MediaError` (undecodable, truncated, no video stream, no such file) is recorded
+in the chunk as unreadable and not tried again while the file's identity stays the same; a missing
+file's identity is "missing", so the file is extracted once it appears. An `OSError` (an I/O error,
+a network disk that dropped out) says nothing about the file: it is retried after each of
+`io_retry_delays`; if it outlives them, nothing is recorded for that media, the rest of the chunk
+is written, and the fill warns. `open` then raises for that media, so the run stops loudly and a
+rerun extracts it. Raising inside `fill` instead would leave the other processes waiting for this
+one at the barrier that follows extraction, and would throw away the rest of this process's share.
 
 Storage dtype: vision and face tokens (nearly all the bytes) are float16 unless a value would overflow
 it (then that chunk keeps float32); landmarks, age and gender stay float32, masks bool, crops uint8.
@@ -29,10 +56,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors import safe_open
@@ -43,7 +73,7 @@ from emo_llama.features.extractor import FeatureExtractor, MediaFeatures
 from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, model_cache_dir
 
-STORE_VERSION = "1"
+STORE_VERSION = "2"  # 2: chunks hold whichever media were missing, found by their headers' identities
 HALF_FIELDS = ("vision_tokens", "face_tokens")
 FP16_MAX = 65504.0
 TENSOR_FIELDS = ("vision_tokens", "face_tokens", "landmarks_68", "au_masks", "face_found", "age_years",
@@ -79,68 +109,113 @@ def media_identity(path: str | Path) -> str:
         return f"{p}|missing"
 
 
+class StoredEntry(NamedTuple):
+    """Where one media identity's features are: chunk file, position in it, AGR text, or why it is unreadable."""
+
+    chunk: str
+    position: int
+    agr: str
+    error: str | None
+
+
 class FeatureStore(Mapping):
     """media path (str) -> MediaFeatures, read from memory-mapped chunk files; `fill` extracts what is missing.
 
-    A Mapping over the planned media that could be read: `store[path]`, `path in store`, `len(store)`.
-    `agr(path)` and `face_found(path)` read one small entry without loading the tokens. `errors` maps each
-    unreadable media path to why.
+    After `open(media)`, a Mapping over exactly those of `media` that could be read: `store[path]`,
+    `path in store`, `len(store)`. `agr(path)` and `face_found(path)` read one small entry without loading
+    the tokens. `errors` maps each unreadable media path to why; `failed` maps each media that the last
+    `fill` could not read for an I/O error (nothing stored: the next fill tries it again) to the error.
     """
+
+    io_retry_delays: tuple[float, ...] = (1.0, 4.0, 16.0)  # seconds before each retry of an OSError
 
     def __init__(self, root: str | Path, settings: dict, chunk_size: int = 64, half: bool = True,
                  max_open: int = 32):
         self.settings, self.chunk_size, self.half, self.max_open = settings, chunk_size, half, max_open
         self.key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.dir = Path(root) / f"{settings.get('stack', 'stack')}-{self.key}"
+        self._stored: dict[str, StoredEntry] = {}  # media identity -> entry, over every chunk read so far
+        self._chunks_read: set[str] = set()
         self._index: dict[str, tuple[str, int]] = {}
         self._agr: dict[str, str] = {}
         self.errors: dict[str, str] = {}
+        self.failed: dict[str, str] = {}
         self._handles: OrderedDict[str, object] = OrderedDict()
-        self.extracted = self.skipped = 0
+        self.extracted = self.skipped = 0  # media counts over this object's fills
 
     @classmethod
     def for_extractor(cls, extractor: FeatureExtractor, root: str | Path | None = None, **kwargs) -> FeatureStore:
         root = Path(root) if root else default_store_root() or model_cache_dir() / "feature_store"
         return cls(root, store_settings(extractor, kwargs.get("half", True)), **kwargs)
 
-    # ----- planning and extraction --------------------------------------------------------------
-    def plan(self, media: Sequence[str | Path]) -> list[tuple[str, list[str]]]:
-        """(chunk file name, member paths) for the unique media, in sorted order, `chunk_size` per chunk."""
-        unique = sorted({str(m) for m in media})
-        chunks = []
-        for start in range(0, len(unique), self.chunk_size):
-            members = unique[start: start + self.chunk_size]
-            digest = hashlib.sha256("\n".join(media_identity(m) for m in members).encode()).hexdigest()[:20]
-            chunks.append((f"chunk-{digest}.safetensors", members))
-        return chunks
+    # ----- the index of what is stored ----------------------------------------------------------
+    def _read_new_chunks(self) -> None:
+        """Add the chunks written since the last look (by earlier runs, other processes, this one) to the
+        index, reading headers only. An identity held twice (two jobs extracting at once) is read from the
+        chunk that was indexed first."""
+        for path in sorted(self.dir.glob("chunk-*.safetensors")):  # atomic_path's temporaries start with "."
+            if path.name in self._chunks_read:
+                continue
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            members, identities = json.loads(meta["members"]), json.loads(meta["identities"])
+            agr, errors = json.loads(meta["agr"]), json.loads(meta["errors"])
+            for pos, (m, identity, a) in enumerate(zip(members, identities, agr)):
+                self._stored.setdefault(identity, StoredEntry(path.name, pos, a, errors.get(m)))
+            self._chunks_read.add(path.name)
 
+    @staticmethod
+    def share(media: Sequence[str | Path], rank: int = 0, world: int = 1) -> list[str]:
+        """Process `rank`'s media: position i of the sorted unique list belongs to process i % world."""
+        return sorted({str(m) for m in media})[rank::world]
+
+    # ----- extraction ---------------------------------------------------------------------------
     def fill(self, extractor: FeatureExtractor, media: Sequence[str | Path], rank: int = 0, world: int = 1,
              progress: bool = True) -> None:
-        """Extract this process's share of the chunks that are not on disk yet (chunk c -> process c % world)."""
+        """Extract this process's share of the media that are not stored (by identity) into new chunks."""
         self.dir.mkdir(parents=True, exist_ok=True)
         settings_file = self.dir / "settings.json"
         if rank == 0 and not settings_file.exists():
             with atomic_path(settings_file) as tmp:
                 tmp.write_text(json.dumps(self.settings, indent=2, sort_keys=True))
-        mine = [(name, members) for c, (name, members) in enumerate(self.plan(media)) if c % world == rank]
-        todo = [(name, members) for name, members in mine if not (self.dir / name).exists()]
-        self.skipped += len(mine) - len(todo)
-        total = sum(len(m) for _, m in todo)
-        bar = progress_bar(total=total, desc=f"frozen features -> store (process {rank})", disable=not progress)
-        for name, members in todo:
-            self._write_chunk(self.dir / name, [self._extract_one(extractor, m) for m in members], members)
+        self._read_new_chunks()
+        identity = {m: media_identity(m) for m in self.share(media, rank, world)}
+        todo = [m for m, i in identity.items() if i not in self._stored]
+        self.skipped += len(identity) - len(todo)
+        self.failed = {}
+        bar = progress_bar(total=len(todo), desc=f"frozen features -> store (process {rank})", disable=not progress)
+        for start in range(0, len(todo), self.chunk_size):
+            batch = todo[start: start + self.chunk_size]
+            results = {m: self._extract_one(extractor, m) for m in batch}
+            members = [m for m in batch if results[m] is not None]
+            if members:
+                self._write_chunk(members, [identity[m] for m in members], [results[m] for m in members])
             self.extracted += len(members)
-            bar.update(len(members))
+            bar.update(len(batch))
         bar.close()
+        if self.failed:
+            first = next(iter(self.failed.items()))
+            warnings.warn(f"{len(self.failed)} media could not be read for an I/O error after "
+                          f"{len(self.io_retry_delays)} retries and are not stored (e.g. {first[0]}: {first[1]}); "
+                          "a rerun of the extraction tries them again", RuntimeWarning, stacklevel=2)
 
-    @staticmethod
-    def _extract_one(extractor: FeatureExtractor, media: str) -> MediaFeatures | str:
-        try:
-            return extractor.extract_uncached(Path(media))
-        except (MediaError, OSError) as err:
-            return str(err)
+    def _extract_one(self, extractor: FeatureExtractor, media: str) -> MediaFeatures | str | None:
+        """The media's features; or why it is unreadable (a MediaError, recorded with the chunk); or None
+        after an OSError that outlived every retry (noted in `failed`, nothing recorded)."""
+        delays = iter(self.io_retry_delays)
+        while True:
+            try:
+                return extractor.extract_uncached(Path(media))
+            except MediaError as err:
+                return str(err)
+            except OSError as err:
+                delay = next(delays, None)
+                if delay is None:
+                    self.failed[media] = f"{type(err).__name__}: {err}"
+                    return None
+                time.sleep(delay)
 
-    def _write_chunk(self, path: Path, feats: list[MediaFeatures | str], members: list[str]) -> None:
+    def _write_chunk(self, members: list[str], identities: list[str], feats: list[MediaFeatures | str]) -> None:
         tensors, agr, errors = {}, [], {}
         for pos, (f, m) in enumerate(zip(feats, members)):
             if isinstance(f, str):
@@ -154,27 +229,39 @@ class FeatureStore(Mapping):
                                  if k.split("/")[1] in HALF_FIELDS and t.numel())
         if half:
             tensors = {k: (t.half() if k.split("/")[1] in HALF_FIELDS else t) for k, t in tensors.items()}
-        meta = {"members": json.dumps(members), "agr": json.dumps(agr), "errors": json.dumps(errors)}
-        with atomic_path(path) as tmp:
+        meta = {"members": json.dumps(members), "identities": json.dumps(identities), "agr": json.dumps(agr),
+                "errors": json.dumps(errors)}
+        digest = hashlib.sha256("\n".join(identities).encode()).hexdigest()[:20]
+        name = f"chunk-{digest}.safetensors"
+        with atomic_path(self.dir / name) as tmp:
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        for pos, (m, identity) in enumerate(zip(members, identities)):
+            self._stored.setdefault(identity, StoredEntry(name, pos, agr[pos], errors.get(m)))
+        self._chunks_read.add(name)
 
     # ----- reading ------------------------------------------------------------------------------
     def open(self, media: Sequence[str | Path]) -> FeatureStore:
-        """Index the planned chunks (their headers only). Raises when a chunk is missing (not extracted)."""
+        """Index exactly `media` (chunk headers only). Raises when one of them is not stored: never
+        extracted, changed on disk since, or left out by an I/O error during the extraction."""
         self._index.clear()
         self._agr.clear()
         self.errors.clear()
-        for name, _ in self.plan(media):
-            path = self.dir / name
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: feature chunk missing; run the extraction (fill) first")
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-            members, agr = json.loads(meta["members"]), json.loads(meta["agr"])
-            self.errors.update(json.loads(meta.get("errors", "{}")))
-            for pos, (m, a) in enumerate(zip(members, agr)):
-                if m not in self.errors:
-                    self._index[m], self._agr[m] = (name, pos), a
+        self._read_new_chunks()
+        wanted = sorted({str(m) for m in media})
+        missing = []
+        for m in wanted:
+            entry = self._stored.get(media_identity(m))
+            if entry is None:
+                missing.append(m)
+            elif entry.error is not None:
+                self.errors[m] = entry.error
+            else:
+                self._index[m], self._agr[m] = (entry.chunk, entry.position), entry.agr
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of {len(wanted)} media missing from the feature store {self.dir} (not extracted, "
+                f"changed since, or an I/O error during extraction), e.g. {missing[0]}; run the extraction "
+                "(fill) again")
         return self
 
     def _handle(self, name: str):
@@ -217,8 +304,10 @@ class FeatureStore(Mapping):
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.dir.glob("chunk-*.safetensors"))
 
-    def __getstate__(self):  # picklable for DataLoader workers: handles are reopened there
-        return self.__dict__ | {"_handles": OrderedDict()}
+    def __getstate__(self):
+        # picklable for DataLoader workers: handles are reopened there, and reads need only `_index`, not the
+        # index of everything the store holds
+        return self.__dict__ | {"_handles": OrderedDict(), "_stored": {}, "_chunks_read": set()}
 
 
 class LazyFeatures(Sequence):

@@ -114,24 +114,39 @@ class EmoLlama(nn.Module):
         return splice_media(embeds, batch["media_mask"], frames.flatten(0, 1))
 
     # ----- training ------------------------------------------------------------------------------
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Eq. 6 loss: next-token cross-entropy on answer tokens, mean per sample, then mean over samples.
+    def forward(self, batch: dict[str, torch.Tensor], reduction: str | None = None) -> torch.Tensor:
+        """Eq. 6 loss: next-token cross-entropy on the answer tokens, averaged as `config.loss_mean` says.
 
-        Averaging per sample first makes the loss of a global batch independent of how it is split
-        across processes (DDP averages per-process losses), so 2 processes == 1 process exactly.
+        "token" (the paper's Eq. 6, LLaVA's loss): the mean over all answer tokens of the batch, so a long
+        answer weighs more than a short one. "sample": the mean per sample, then over samples, so every
+        answer weighs the same. `reduction="sum"`: the summed token losses, for a caller that divides by
+        the answer tokens of a larger batch (`emo_llama.train.loop.accumulate_gradients`: a global batch
+        split into micro-steps and processes).
         The vocabulary projection runs only where there is a label (it is ~20% of SmolLM2's compute).
         """
+        reduction = reduction or self.config.loss_mean
         embeds = self.embed(batch)
         base = self.llm.get_base_model()
         hidden = base.base_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
         targets = batch["labels"][:, 1:]
-        keep = targets != IGNORE_INDEX
+        keep = self.loss_positions(batch["labels"])
         logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
         token_loss = F.cross_entropy(logits, targets[keep], reduction="none")
+        if reduction == "sum":
+            return token_loss.sum()
+        if reduction == "token":
+            return token_loss.sum() / keep.sum().clamp(min=1)
+        if reduction != "sample":
+            raise ValueError(f"loss reduction {reduction!r}: expected 'token', 'sample' or 'sum'")
         rows = keep.nonzero()[:, 0]
         per_sample = torch.zeros(targets.shape[0], device=token_loss.device).index_add_(0, rows, token_loss)
         counts = keep.sum(1).clamp(min=1)
         return (per_sample / counts).mean()
+
+    @staticmethod
+    def loss_positions(labels: torch.Tensor) -> torch.Tensor:
+        """(B, L - 1) bool: the positions whose next token is an answer token (where Eq. 6 has a loss term)."""
+        return labels[:, 1:] != IGNORE_INDEX
 
     @torch.no_grad()
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -13,12 +13,11 @@ from emo_llama.config import (
     NOTEBOOK_PARAMETERS,
     RECIPES,
     TrainConfig,
-    apply_recipe,
     config_from_parameters,
     parameters_cell,
     parse_args,
 )
 from emo_llama.train.stages import RunResult, main, run
 
-__all__ = ["NOTEBOOK_PARAMETERS", "RECIPES", "RunResult", "TrainConfig", "apply_recipe", "config_from_parameters",
+__all__ = ["NOTEBOOK_PARAMETERS", "RECIPES", "RunResult", "TrainConfig", "config_from_parameters",
            "main", "parameters_cell", "parse_args", "run"]

@@ -1,4 +1,11 @@
-"""Training checkpoints: trained weights (safetensors), optimizer/scheduler state, RNG streams, step.
+"""Training checkpoints: trained weights (safetensors), optimizer/scheduler state, RNG streams, step; and which run
+a checkpoint belongs to.
+
+A run's checkpoints live in `<output_dir>/checkpoints/<digest>/`, where the digest hashes everything that changes
+the trained model (`run_fingerprint`: the config fields that matter, the training list with each file's size and
+mtime, the feature store's key, the code version, the trained tensors' names and shapes), written out next to them
+as `run.json`. A run resumes only from its own folder: the same output_dir with another seed, learning rate or
+dataset starts fresh (and says what differs from the checkpoints it leaves alone).
 
 Data order is a pure function of (seed, epoch), so the step number is the whole sampler state.
 Optimizer and scheduler states are plain tensors/numbers: saved with torch.save, read with
@@ -10,6 +17,7 @@ parameter name (torch.distributed.checkpoint's full state dict; `emo_llama.train
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -20,6 +28,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from emo_llama import __version__
+from emo_llama.features.store import media_identity
 from emo_llama.train.distributed import (
     is_sharded,
     load_optimizer_state,
@@ -99,3 +109,53 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> t
         set_rng_state(json.loads(rank_file.read_text()), load_file(str(path / f"rng-torch-{rank}.safetensors")))
     state = json.loads((path / "trainer_state.json").read_text())
     return int(state["step"]), list(state["train_loss"])
+
+
+# TrainConfig fields that do not change the trained model: where it goes, how it is shown, when it is saved,
+# and what is evaluated afterwards.
+RESULT_NEUTRAL = ("output_dir", "progress", "resume", "checkpoint_every", "checkpoint_minutes", "check_memory",
+                  "device", "zero_shot", "real_faces", "eval_batch_size", "max_new_tokens", "eval_limit")
+
+
+def run_fingerprint(config: dict, train_samples, features_key: str, model) -> dict:
+    """What a checkpoint's training depends on (`run.json`); `digest(fingerprint)` names its folder."""
+    files = hashlib.sha256()
+    for s in train_samples:
+        files.update(f"{media_identity(s.media)}|{s.label}\n".encode())
+    shapes = hashlib.sha256(json.dumps([(n, list(t.shape), str(t.dtype)) for n, t in model.trained_tensors()])
+                            .encode()).hexdigest()[:16]
+    return {"config": {k: v for k, v in config.items() if k not in RESULT_NEUTRAL},
+            "train_samples": len(train_samples), "train_files": files.hexdigest()[:16], "features": features_key,
+            "code": __version__, "trained_tensors": shapes}
+
+
+def digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprint_differences(old: dict, new: dict) -> list[str]:
+    """'name: old -> new' for each entry (config fields one by one) that differs between two fingerprints."""
+    flat_old = old.get("config", {}) | {k: v for k, v in old.items() if k != "config"}
+    flat_new = new.get("config", {}) | {k: v for k, v in new.items() if k != "config"}
+    return [f"{k}: {flat_old.get(k, '(absent)')!r} -> {flat_new.get(k, '(absent)')!r}"
+            for k in sorted(set(flat_old) | set(flat_new)) if flat_old.get(k) != flat_new.get(k)]
+
+
+def other_runs(folder: Path, fingerprint: dict) -> list[tuple[Path, list[str]]]:
+    """Checkpoint folders next to this run's that belong to other runs, with what differs from each."""
+    own = Path(folder) / digest(fingerprint)
+    found = []
+    for run_file in sorted(Path(folder).glob("*/run.json")):
+        if run_file.parent != own:
+            found.append((run_file.parent, fingerprint_differences(json.loads(run_file.read_text()), fingerprint)))
+    return found
+
+
+def trained_digest(model) -> str:
+    """A hash of the trained tensors' values (`model.trained_tensors()`): names an evaluation's saved answers."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.trained_tensors(), key=lambda item: item[0]):
+        t = t.full_tensor() if hasattr(t, "full_tensor") else t  # an FSDP2 shard: every process joins
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]

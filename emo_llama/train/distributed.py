@@ -13,7 +13,8 @@ split N ways. Three things then work differently from DDP, and this module holds
   answer different batches with different lengths, which sharded layers (one all-gather per layer call) cannot
   do without a deadlock. The copy holds the whole model on every device, as DDP does; FSDP's saving is in
   training (gradients, optimizer moments, activations of the sharded layers), not in generation;
-- label-word alignment and the zero-shot evaluation run before the model is sharded.
+- label-word alignment and the zero-shot evaluation run before the model is sharded; after alignment every
+  process takes process 0's weights (`broadcast_new_modules`), as DDP's wrapper does.
 
 accelerate runs a CPU job with FSDP as DDP (it maps FSDP to MULTI_CPU), so `check_engine` refuses that
 instead of silently training something else. tests/test_distributed.py runs accelerate's FSDP2 path over
@@ -27,6 +28,7 @@ from datetime import timedelta
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
+from accelerate.state import AcceleratorState
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_optimizer_state_dict,
@@ -43,6 +45,11 @@ def make_accelerator(device: str = "auto") -> Accelerator:
     """Mixed precision bf16 on CUDA. DDP's find_unused_parameters is decided per run (`emo_llama.train.loop.unused_parameters`);
     the collective timeout is long enough for a process to finish its share of the feature extraction."""
     dev = resolve_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # One process: accelerate keeps its state for the life of the process and refuses a second Accelerator
+        # of another device or precision ("AcceleratorState has already been initialized"), so re-running
+        # notebook 05 in the same kernel with another `device` would stop there. Nothing else shares that state.
+        AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=dev.type == "cpu", mixed_precision="bf16" if dev.type == "cuda" else "no",
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False),
                                         InitProcessGroupKwargs(timeout=timedelta(hours=2))])
@@ -64,6 +71,17 @@ def check_engine(accelerator) -> bool:
                            "runs FSDP only on GPUs and turns a CPU job into DDP. Use configs/accelerate/ddp.yaml "
                            "(or torchrun) on CPU.")
     return kind == "FSDP"
+
+
+def broadcast_new_modules(model) -> None:
+    """Process 0's values of every trained tensor (new modules, LoRA, feature statistics) on every process.
+
+    DDP's wrapper does this when it is built; FSDP2's `fully_shard` does not: each process keeps the slice of
+    its own tensors. Label-word alignment runs on every process before sharding, so without this the shards
+    would come from as many sets of aligned weights as there are processes whenever the processes' alignments
+    differ (GPU kernels are not bit-reproducible)."""
+    for _, tensor in model.trained_tensors():
+        torch.distributed.broadcast(tensor.data, src=0)
 
 
 def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:

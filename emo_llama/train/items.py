@@ -15,8 +15,9 @@ import torch
 
 from emo_llama.config import TrainConfig
 from emo_llama.data import OfflineConversationGenerator, Sample, category_instruction, get_dataset
-from emo_llama.data.sampling import inverse_frequency_weights
+from emo_llama.data.sampling import inverse_frequency_weights, stratified_subset
 from emo_llama.features.synthetic import synthetic_features
+from emo_llama.utils import repo_path
 
 
 @dataclass
@@ -89,8 +90,21 @@ def synthetic_splits(cfg: TrainConfig, n_train: int = 48, n_test: int = 12):
             media = Path(f"synthetic/{split}-{i}")
             samples[split].append(Sample(id=f"{split}-{i}", media=media, label=SYNTHETIC_CLASSES[label], split=split))
             bank[str(media)] = synthetic_features(label, offset + i, num_classes=len(SYNTHETIC_CLASSES))
-    return (SYNTHETIC_CLASSES, samples["train"][: cfg.train_limit or None], samples["test"][: cfg.eval_limit or None],
-            bank)
+    return (SYNTHETIC_CLASSES, limit_samples(samples["train"], cfg.train_limit, cfg.limit_seed),
+            limit_samples(samples["test"], cfg.eval_limit, cfg.limit_seed), bank)
+
+
+def limit_samples(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
+    """`limit` samples drawn with `seed`, stratified by label and media kind (`stratified_subset`); all without one."""
+    keep = stratified_subset([(s.label, s.kind) for s in samples], limit or 0, seed)
+    return [samples[i] for i in keep]
+
+
+def limit_notes(cfg: TrainConfig, n_train: int, n_test: int) -> dict:
+    """metrics.json's record of which samples a capped run used."""
+    draw = f"seeded stratified by label and media kind (limit_seed {cfg.limit_seed})"
+    return {split: {"samples": n, "limit": limit or None, "draw": draw if limit else "all"}
+            for split, n, limit in (("train", n_train, cfg.train_limit), ("test", n_test, cfg.eval_limit))}
 
 
 def load_splits(cfg: TrainConfig):
@@ -100,8 +114,8 @@ def load_splits(cfg: TrainConfig):
         return synthetic_splits(cfg)
     # Tab. 8: MAFW's captions live in its with_caption lists, read only when asked (mini always has them)
     options = {"captions": True} if cfg.descriptive_text and cfg.dataset.lower() == "mafw" else {}
-    train = get_dataset(cfg.dataset, root=cfg.data_root, split="train", fold=cfg.fold, **options)
-    test = get_dataset(cfg.dataset, root=cfg.data_root, split="test", fold=cfg.fold, **options)
-    train_samples = train.samples[: cfg.train_limit] if cfg.train_limit else train.samples
-    test_samples = test.samples[: cfg.eval_limit] if cfg.eval_limit else test.samples
-    return train.classes, train_samples, test_samples, None
+    root = repo_path(cfg.data_root) if cfg.data_root else None  # relative: as output_dir (emo_llama.utils.repo_path)
+    train = get_dataset(cfg.dataset, root=root, split="train", fold=cfg.fold, **options)
+    test = get_dataset(cfg.dataset, root=root, split="test", fold=cfg.fold, **options)
+    return (train.classes, limit_samples(train.samples, cfg.train_limit, cfg.limit_seed),
+            limit_samples(test.samples, cfg.eval_limit, cfg.limit_seed), None)

@@ -37,7 +37,7 @@ def lora_stage_new_module_lr(cfg: TrainConfig) -> float:
     """
     if cfg.align_steps and cfg.freeze_after_align:
         return 0.0
-    return cfg.lr if cfg.new_module_lr is None else cfg.new_module_lr
+    return cfg.new_module_lr
 
 
 SMALL_DATASETS = ("mini", "synthetic")  # checkpoint_every=-1 means no checkpoints on these
@@ -67,13 +67,16 @@ def unused_parameters(model, batch: dict) -> list[str]:
 
 
 def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object], cfg: TrainConfig,
-               accelerator, output_dir: Path, on_event: Callable[[str], object] | None = None) -> dict:
+               accelerator, output_dir: Path, on_event: Callable[[str], object] | None = None,
+               checkpoint_dir: Path | None = None) -> dict:
     """AdamW + warmup/cosine + grad accumulation + checkpoints; returns losses and timings.
 
     Under FSDP (`emo_llama.train.distributed`) the model is prepared with its optimizer and stays sharded afterwards.
 
     on_event: called with "train:<step>" after each optimizer step (and its checkpoint); a true return value stops
     training there, as a transformers TrainerCallback can (the resume tests cut runs this way).
+    checkpoint_dir: where this run's checkpoints are saved and resumed from (default output_dir/checkpoints;
+    `emo_llama.train.stages` passes the run's own folder, named by its fingerprint). output_dir gets train_log.jsonl.
     """
     world, rank = accelerator.num_processes, accelerator.process_index
     sharded = check_engine(accelerator)  # FSDP2: True; DDP or one process: False
@@ -89,12 +92,15 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     ddp_model, optimizer, params = prepare(model, optimizer, accelerator, sharded)
     if rank:  # every process its own dropout masks; process 0 keeps the stream of a one-process run
         torch.manual_seed(cfg.seed + 1_000_003 * rank)
-    ckpt_dir = output_dir / "checkpoints"
+    ckpt_dir = checkpoint_dir or output_dir / "checkpoints"
     start, losses = 0, []
     latest = latest_checkpoint(ckpt_dir) if cfg.resume else None
     if latest is not None:  # after prepare: a sharded model loads its slice of the saved weights
         start, losses = load_checkpoint(latest, model, optimizer, scheduler, rank)
         accelerator.print(f"resumed from {latest} at step {start}")
+    log_file = output_dir / "train_log.jsonl"
+    if accelerator.is_main_process and start == 0:
+        log_file.write_text("")  # a fresh run's log starts empty; a resumed one appends to its own
     last_save = time.monotonic()
     weights = item_weights(items, cfg.resample, cfg.conversation_share)
     step_times: list[float] = []
@@ -119,7 +125,7 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
         step_times.append(time.perf_counter() - t0)
         if accelerator.is_main_process:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            with open(output_dir / "train_log.jsonl", "a") as fh:
+            with open(log_file, "a") as fh:
                 fh.write(json.dumps({"step": step + 1, "loss": losses[-1], "lr": scheduler.get_last_lr()[0],
                                      "seconds": round(step_times[-1], 3)}) + "\n")
         done = step + 1
@@ -169,17 +175,30 @@ def prepare(model, optimizer, accelerator, sharded: bool):
 def accumulate_gradients(ddp_model, model, global_batch: list[TrainItem], feature_of: Callable[[str], object],
                          grad_accum: int, per_device: int, accelerator) -> torch.Tensor:
     """Forward and backward of this process's share of one global batch, in `grad_accum` micro-steps (gradients
-    are synchronised on the last one); returns the summed loss."""
+    are synchronised on the last one); returns this process's share of the loss (the loss is its mean over processes).
+
+    Eq. 6's mean (`EmoLlamaConfig.loss_mean`) over the whole global batch, however it is split:
+    "sample": each micro-batch's mean of per-sample means / grad_accum (every micro-batch holds the same number
+    of samples, and DDP averages over processes). "token": the summed token losses of each micro-batch divided by
+    the answer tokens of the whole global batch (every micro-batch counted, the count summed over processes),
+    times the number of processes, which DDP's (and FSDP's) gradient average divides out again.
+    """
     world, rank = accelerator.num_processes, accelerator.process_index
+    shares = [global_batch[(micro * world + rank) * per_device:][:per_device] for micro in range(grad_accum)]
+    batches = [model.make_batch([feature_of(i.media) for i in chosen], [i.turns for i in chosen]) for chosen in shares]
+    token_mean = model.config.loss_mean == "token"
+    if token_mean:
+        count = torch.tensor(float(sum(int(model.loss_positions(b["labels"]).sum()) for b in batches)),
+                             device=accelerator.device)
+        if world > 1:
+            count = accelerator.reduce(count, reduction="sum")
+        scale = world / count.clamp(min=1)
     step_loss = torch.zeros((), device=accelerator.device)
-    for micro in range(grad_accum):
-        first = (micro * world + rank) * per_device
-        chosen = global_batch[first: first + per_device]
-        batch = model.make_batch([feature_of(i.media) for i in chosen], [i.turns for i in chosen],
-                                 device=accelerator.device)
+    for micro, batch in enumerate(batches):
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         sync = nullcontext() if micro == grad_accum - 1 else accelerator.no_sync(ddp_model)
         with sync, accelerator.autocast():
-            loss = ddp_model(batch) / grad_accum
+            loss = ddp_model(batch, reduction="sum") * scale if token_mean else ddp_model(batch) / grad_accum
             accelerator.backward(loss)
         step_loss += loss.detach()
     return step_loss

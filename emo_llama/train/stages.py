@@ -22,7 +22,6 @@ FSDP2 the model is sharded for the LoRA stage only (`emo_llama.train.distributed
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -32,7 +31,8 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from emo_llama.config import TrainConfig, apply_recipe, parse_args
+from emo_llama import __version__
+from emo_llama.config import TrainConfig, parse_args
 from emo_llama.data import Sample
 from emo_llama.evaluate import (
     evaluate,
@@ -48,12 +48,12 @@ from emo_llama.features import FeatureExtractor, LazyFeatures, MediaFeatures, ex
 from emo_llama.model import EmoLlama
 from emo_llama.prompts import category_question, eval_questions
 from emo_llama.train.align import align_to_label_words
-from emo_llama.train.checkpoint import latest_checkpoint
-from emo_llama.train.distributed import check_engine, make_accelerator, unsharded_copy
-from emo_llama.train.items import TrainItem, build_items, load_splits
+from emo_llama.train.checkpoint import digest, latest_checkpoint, other_runs, run_fingerprint, trained_digest
+from emo_llama.train.distributed import broadcast_new_modules, check_engine, make_accelerator, unsharded_copy
+from emo_llama.train.items import TrainItem, build_items, limit_notes, load_splits
 from emo_llama.train.loop import train_loop
 from emo_llama.train.memory import check_fits
-from emo_llama.utils import flush_denormals, seed_everything
+from emo_llama.utils import flush_denormals, repo_path, seed_everything
 
 # A run's callback (`run(on_event=...)`): "train:<step>" after each optimizer step (a true return value stops
 # training there) and "eval:<desc>:<batch>" after each evaluation batch. tests/fixtures cut runs with it.
@@ -93,6 +93,8 @@ class Run:
     test_samples: list[Sample] = field(default_factory=list)
     bank: Mapping[str, MediaFeatures] | None = None  # the feature store (or a synthetic split's features)
     extractor: FeatureExtractor | None = None      # None for synthetic features: no real-face check then
+    state: Path | None = None                      # this run's checkpoints (output_dir/checkpoints/<digest>)
+    fingerprint: dict = field(default_factory=dict)  # what the trained model depends on (train.checkpoint)
     errors: dict[str, str] = field(default_factory=dict)   # unreadable media -> why
     unreadable: dict = field(default_factory=dict)         # metrics.json's report of them
     seconds: dict[str, float] = field(default_factory=dict)  # feature, align and train stages
@@ -109,7 +111,7 @@ class Run:
 def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], None] = print,
         on_event: OnEvent | None = None) -> RunResult:
     """Data -> model -> features -> zero-shot -> align -> tune -> evaluate -> real faces -> save."""
-    r = setup(apply_recipe(cfg), log, on_event)
+    r = setup(cfg, log, on_event)
     load_data(r)
     model = build_model(r, model)
     items = extract_features(r, model)
@@ -118,7 +120,7 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     result = tune_stage(r, model, items)
     if r.sharded and items:  # generation runs on an unsharded copy with the gathered trained weights
         model = unsharded_copy(model, r.accelerator.device)
-    trained = evaluate_stage(r, model, result) if items else zero  # untuned: the zero-shot scores
+    trained = evaluate_stage(r, model) if items else zero  # untuned: the zero-shot scores
     done = RunResult({}, model, r.bank, r.test_samples, tuple(r.classes), zero, None, r.out)
     if r.main:
         done.trained = trained
@@ -133,10 +135,12 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
 def setup(cfg: TrainConfig, log: Callable[[str], None], on_event: OnEvent | None) -> Run:
     """The output folder and the accelerator (DDP / FSDP2 / one process)."""
     flush_denormals()  # training on CPU slows ~10x without it (see emo_llama.utils.flush_denormals)
-    out = Path(cfg.output_dir)
+    out = repo_path(cfg.output_dir)  # from JupyterLab (cwd notebooks/) too: the repository's runs/
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.device)
     sharded = check_engine(accelerator)  # FSDP: True; DeepSpeed, FSDP asked on CPU: raise
+    if accelerator.is_main_process:
+        log(f"output folder: {out}")
     return Run(cfg, accelerator, out, log, on_event, sharded)
 
 
@@ -178,11 +182,28 @@ def extract_features(r: Run, model: EmoLlama) -> list[TrainItem]:
     agr_of = bank.agr if hasattr(bank, "agr") else (lambda m: bank[m].agr)
     items = build_items(r.train_samples, r.classes, cfg, lambda s: agr_of(str(s.media)))
     fit_statistics(model, r.train_samples, bank, accelerator)
-    if not cfg.resume:
-        shutil.rmtree(r.out / "eval_progress", ignore_errors=True)
+    choose_state(r, model)
     if not items and r.main:  # Tab. 6's first row: no instruction data means no tuning
         r.log("instruction_types is empty: no instruction tuning (no alignment, no LoRA steps); zero-shot only")
     return items
+
+
+def choose_state(r: Run, model: EmoLlama) -> None:
+    """This run's checkpoint folder, named by its fingerprint: a resumed run finds its own checkpoints only.
+    Checkpoints of other configurations in the same output_dir are left alone, and the log says what differs."""
+    features_key = getattr(r.bank, "key", "synthetic features")
+    r.fingerprint = run_fingerprint(asdict(r.cfg), r.train_samples, features_key, model)
+    r.state = r.out / "checkpoints" / digest(r.fingerprint)
+    if not r.cfg.resume and r.main:
+        shutil.rmtree(r.state, ignore_errors=True)
+        shutil.rmtree(r.out / "eval_progress", ignore_errors=True)
+    r.accelerator.wait_for_everyone()
+    if r.main:
+        r.state.mkdir(parents=True, exist_ok=True)
+        (r.state / "run.json").write_text(json.dumps(r.fingerprint, indent=2, default=str))
+        for folder, differences in other_runs(r.out / "checkpoints", r.fingerprint):
+            r.log(f"not resumed: {folder} holds another run ({'; '.join(differences[:6]) or 'unknown'})")
+    r.accelerator.wait_for_everyone()
 
 
 def zero_shot_stage(r: Run, model: EmoLlama, tune: bool) -> dict | None:
@@ -191,7 +212,7 @@ def zero_shot_stage(r: Run, model: EmoLlama, tune: bool) -> dict | None:
     zero = None
     if r.cfg.zero_shot or not tune:
         questions = eval_questions(r.test_samples, r.classes, r.cfg.descriptive_text, zero_shot=True)
-        zero = score(r, model, "zero-shot eval", questions, "untrained")
+        zero = score(r, model, "zero-shot eval", questions)
     zero = zero if r.main else None
     r.accelerator.wait_for_everyone()
     return zero
@@ -202,13 +223,15 @@ def align_stage(r: Run, model: EmoLlama, tune: bool) -> list[float]:
     its losses read back (the checkpoint holds its weights)."""
     t0 = time.perf_counter()
     losses = _align(r, model) if tune else []
+    if r.sharded and losses:  # FSDP2 shards what each process holds: all must start from rank 0's weights,
+        broadcast_new_modules(model)  # as DDP's wrapper makes them for DDP
     r.seconds["align"] = time.perf_counter() - t0
     return losses
 
 
 def _align(r: Run, model: EmoLlama) -> list[float]:
-    cfg, align_file = r.cfg, r.out / "align_loss.json"
-    resumed = cfg.resume and latest_checkpoint(r.out / "checkpoints") is not None
+    cfg, align_file = r.cfg, r.state / "align_loss.json"
+    resumed = cfg.resume and latest_checkpoint(r.state) is not None
     if cfg.align_steps and not resumed:
         media = LazyFeatures(r.bank, [s.media for s in r.train_samples])  # read from the store on access
         questions = [category_question(r.classes, s.kind) for s in r.train_samples]
@@ -236,16 +259,16 @@ def tune_stage(r: Run, model: EmoLlama, items: list[TrainItem]) -> dict:
                    shards=accelerator.num_processes if r.sharded else 1)
     t0 = time.perf_counter()
     bank = r.bank
-    result = (train_loop(model, items, lambda m: bank[m], cfg, accelerator, r.out, r.on_event) if items
+    result = (train_loop(model, items, lambda m: bank[m], cfg, accelerator, r.out, r.on_event, r.state) if items
               else {"train_loss": [], "steps": 0, "step_times": [], "total_steps": 0})
     r.seconds["train"] = time.perf_counter() - t0
     return result
 
 
-def evaluate_stage(r: Run, model: EmoLlama, result: dict) -> dict:
+def evaluate_stage(r: Run, model: EmoLlama) -> dict:
     """7. The tuned model with the question it was tuned on (every process a share)."""
     questions = eval_questions(r.test_samples, r.classes, r.cfg.descriptive_text)
-    return score(r, model, "trained eval", questions, f"trained-{result['total_steps']}")
+    return score(r, model, "trained eval", questions)
 
 
 def real_faces_stage(r: Run, model: EmoLlama) -> dict | None:
@@ -262,7 +285,9 @@ def save_stage(r: Run, model: EmoLlama, result: dict, zero: dict | None, trained
     cfg, out, world = r.cfg, r.out, r.accelerator.num_processes
     model.save_pretrained(out / "model")
     metrics = {
-        "dataset": cfg.dataset, "stack": cfg.stack, "steps": result["steps"],
+        "dataset": cfg.dataset, "stack": cfg.stack, "steps": result["steps"], "output_dir": str(out),
+        "run": {"digest": digest(r.fingerprint), "checkpoints": str(r.state)},
+        "samples": limit_notes(cfg, len(r.train_samples), len(r.test_samples)),
         "processes": world, "engine": "fsdp" if r.sharded else "ddp" if world > 1 else "one process",
         "train_seconds": round(r.seconds["train"], 1), "feature_seconds": round(r.seconds["feature"], 1),
         "align_seconds": round(r.seconds["align"], 1), "align_loss": [round(x, 5) for x in align_losses],
@@ -283,13 +308,13 @@ def save_stage(r: Run, model: EmoLlama, result: dict, zero: dict | None, trained
 
 # ----- what the stages use ---------------------------------------------------------------------------
 
-def score(r: Run, model: EmoLlama, desc: str, questions: list[str], state: str) -> dict:
+def score(r: Run, model: EmoLlama, desc: str, questions: list[str]) -> dict:
     """Evaluate on the test split (unreadable media scored as wrong), saving each batch as it is answered."""
     test_media = LazyFeatures(r.bank, [s.media for s in r.test_samples])  # None: unreadable, scored as wrong
     return evaluate(model, test_media, [s.label for s in r.test_samples], r.classes, questions,
                     batch_size=r.cfg.eval_batch_size, max_new_tokens=r.cfg.max_new_tokens, progress=r.show,
                     desc=desc, paths=[s.media for s in r.test_samples], errors=r.errors, accelerator=r.accelerator,
-                    progress_dir=eval_progress_dir(r.out, r.cfg, desc, questions, state), on_event=r.on_event)
+                    progress_dir=eval_progress_dir(r, model, desc, questions), on_event=r.on_event)
 
 
 def fit_statistics(model, train_samples, bank, accelerator) -> None:
@@ -303,13 +328,14 @@ def fit_statistics(model, train_samples, bank, accelerator) -> None:
     model.set_feature_statistics(stats)
 
 
-def eval_progress_dir(out: Path, cfg: TrainConfig, desc: str, questions: list[str], state: str) -> Path:
-    """Where an evaluation saves its batches: named by what it scores (config, questions, model state), so
-    a resumed run reads back only answers of the same evaluation."""
-    keep = {k: v for k, v in asdict(cfg).items()
-            if k not in ("progress", "resume", "checkpoint_every", "checkpoint_minutes", "output_dir")}
-    text = json.dumps([keep, desc, questions, state], sort_keys=True, default=str)
-    return out / "eval_progress" / f"{desc.replace(' ', '_')}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+def eval_progress_dir(r: Run, model: EmoLlama, desc: str, questions: list[str]) -> Path:
+    """Where an evaluation saves its batches: named by what its answers depend on (the samples and labels, the
+    questions, the answer length, the features, the code version and the trained tensors' values), so a resumed
+    run reads back only answers of this very model, never those of an earlier run or an earlier build of mini."""
+    key = {"desc": desc, "samples": [(str(s.media), s.label) for s in r.test_samples], "questions": questions,
+           "max_new_tokens": r.cfg.max_new_tokens, "features": getattr(r.bank, "key", "synthetic features"),
+           "code": __version__, "model": trained_digest(model)}
+    return r.out / "eval_progress" / f"{desc.replace(' ', '_')}-{digest(key)}"
 
 
 def main(argv: list[str] | None = None, on_event: OnEvent | None = None) -> None:

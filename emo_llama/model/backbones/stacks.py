@@ -21,6 +21,7 @@ from emo_llama.model.backbones import eva_vit, llamavid
 from emo_llama.model.backbones import llm as llm_lib
 from emo_llama.model.backbones import vision as vision_lib
 from emo_llama.model.backbones.eva_vit import EVAViTConfig
+from emo_llama.progress import without_weight_loading_bar
 
 STACKS: dict[str, Callable[..., Stack]] = {}
 
@@ -251,6 +252,7 @@ def _paper_vision(vision: str, vision_path: str | None, llamavid_path: str | Non
     return encoder, (encoder.token_dim if encoder is not None else 1024), None
 
 
+@without_weight_loading_bar()
 def _paper_language(llamavid_path: str | None, llm_path: str, qformer_bert: str, vision_dim: int, tiny: bool,
                     dtype: torch.dtype):
     """(Q-Former, its pretrained parameter names, its tokenizer, LLM, LLM tokenizer, EVA-G tensors found in the

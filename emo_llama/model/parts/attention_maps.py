@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from emo_llama.expert.au import AU_REGIONS, au_region_polygons
+from emo_llama.utils import figure_with_controls
 
 
 @torch.no_grad()
@@ -48,7 +51,6 @@ def draw_face_attention(axes, crop: np.ndarray, landmarks_68: torch.Tensor, maps
     import matplotlib.pyplot as plt
     from matplotlib.patches import Polygon
 
-
     size = crop.shape[0]
     pick = (lambda t: t[frame].mean(0)) if head is None else (lambda t: t[frame, head])
     label = "mean of heads" if head is None else f"head {head}"
@@ -72,12 +74,42 @@ def draw_face_attention(axes, crop: np.ndarray, landmarks_68: torch.Tensor, maps
         ax.axis("off")
 
 
-def show_face_attention(maps: dict, media: list, face: int, head: int, face_grid, vision_grid) -> None:
-    """One figure for the notebook's widget: face `face`, attention head `head` (-1 = mean over heads)."""
+def plot_face_attention(maps: dict, media: list, face_grid: tuple[int, int], vision_grid: tuple[int, int],
+                        faces: Sequence[int] | None = None, head: int | None = None,
+                        titles: Sequence[str] | None = None):
+    """One row per face (image media: one frame each; default all): `draw_face_attention`'s three panels.
+
+    Each row is a subfigure with its own title above the panels' titles; constrained layout keeps every
+    title in the space between rows, never over the photos above it. `head` None: the mean over heads.
+    """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
-    one = {k: v[face: face + 1] for k, v in maps.items()}
-    draw_face_attention(axes, media[face].crops[0].numpy(), media[face].landmarks_68, one, 0,
-                        None if head < 0 else head, face_grid, vision_grid)
-    plt.show()
+    faces = list(range(len(media)) if faces is None else faces)
+    titles = list(titles) if titles is not None else [""] * len(faces)
+    fig = plt.figure(figsize=(8, 3.2 * len(faces)), layout="constrained")
+    for row, i, title in zip(fig.subfigures(len(faces), 1, squeeze=False)[:, 0], faces, titles):
+        draw_face_attention(row.subplots(1, 3), media[i].crops[0].numpy(), media[i].landmarks_68,
+                            {k: v[i: i + 1] for k, v in maps.items()}, 0, head, face_grid, vision_grid)
+        row.suptitle(title, fontsize=9, fontweight="bold", parse_math=False)  # answers are raw text, not mathtext
+    return fig
+
+
+def face_attention_explorer(maps: dict, media: list, face_grid: tuple[int, int], vision_grid: tuple[int, int],
+                            names: Sequence[str], titles: Sequence[str] | None = None):
+    """A face picker (`names`) and a head picker over `plot_face_attention`, for JupyterLab (`figure_with_controls`).
+
+    The cell shows the first face, mean of heads; other choices are drawn under the controls (a live kernel
+    only). `titles`: each face's row title (default its name). Returns the widget box (already displayed).
+    """
+    import ipywidgets as widgets
+
+    titles = list(titles) if titles is not None else list(names)
+
+    def draw(face: int, head: int):
+        plot_face_attention(maps, media, face_grid, vision_grid, faces=[face], head=None if head < 0 else head,
+                            titles=[titles[face]])
+
+    heads = maps["global"].shape[1]
+    return figure_with_controls(draw, {
+        "face": widgets.Dropdown(options=[(f"{i}: {n}", i) for i, n in enumerate(names)], description="face"),
+        "head": widgets.Dropdown(options=[("mean", -1)] + [(str(h), h) for h in range(heads)], description="head")})

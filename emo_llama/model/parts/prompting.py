@@ -7,6 +7,10 @@ Layout of one conversation (SmolLM2's ChatML shown; any tokenizer chat template 
     <|im_start|>assistant\n{answer}<|im_end|>        <- the only tokens with a loss (Eq. 6)
     ... further turns ...
 
+Vicuna v1 (the paper stack; `prompts.VICUNA_TEMPLATE`), after the tokenizer's own `<s>`:
+
+    {system} USER: {AGR sentence}\n<image>\n{question} ASSISTANT: {answer}</s>USER: ... ASSISTANT:
+
 `<image>`/`<video>` becomes `frames x tokens_per_frame` positions whose embeddings are replaced by the
 projected [context, visual, landmark] tokens of each frame, in time order.
 """
@@ -64,39 +68,60 @@ def answer_spans(tokenizer, messages: list[dict], full: str) -> list[tuple[int, 
 
 def encode_messages(tokenizer, messages: list[dict], media_tokens: int, generation: bool = False,
                     placeholder: str = IMAGE_PLACEHOLDER) -> EncodedPrompt:
-    """Tokenise piece by piece so that answer tokens and media positions are known exactly."""
+    """Tokenise the whole conversation once; answer tokens and media positions come from the token offsets.
+
+    One pass over the full text gives the ids the LLM was trained on: a SentencePiece tokenizer (LLaMA,
+    Vicuna) prepends "▁" to every separately tokenised piece, so cutting the text first would add tokens
+    that the full conversation does not have. The tokenizer adds its own `<s>` (as LLaVA/LLaMA-VID tokenise
+    their prompts) unless the chat template already wrote it. The tokens that overlap the placeholder give
+    way to `media_tokens` frame positions; the tokens that overlap an answer (its text and end-of-turn
+    token, `answer_spans`) are the labels.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(f"{type(tokenizer).__name__} is a slow tokenizer: building the label mask needs token "
+                        "offsets; load the tokenizer with use_fast=True")
     full = _render(tokenizer, messages, generation)
-    cuts: list[tuple[int, int, str]] = [(s, e, "answer") for s, e in answer_spans(tokenizer, messages, full)]
+    answers = answer_spans(tokenizer, messages, full)
     at = full.find(placeholder)
     if at < 0:
         raise ValueError(f"no {placeholder} in the prompt")
-    cuts.append((at, at + len(placeholder), "media"))
-    cuts.sort()
-    pieces: list[tuple[str, str]] = []
-    pos = 0
-    for start, end, kind in cuts:
-        if start > pos:
-            pieces.append((full[pos:start], "text"))
-        pieces.append((full[start:end], kind))
-        pos = end
-    if pos < len(full):
-        pieces.append((full[pos:], "text"))
+    media_span = (at, at + len(placeholder))
+    adds_bos = not (tokenizer.bos_token and full.startswith(tokenizer.bos_token))
+    enc = tokenizer(full, add_special_tokens=adds_bos, return_offsets_mapping=True)
 
     ids: list[int] = []
     labels: list[int] = []
     media: list[bool] = []
-    pad = tokenizer.pad_token_id
-    for text, kind in pieces:
-        if kind == "media":
-            ids += [pad] * media_tokens
-            labels += [IGNORE_INDEX] * media_tokens
-            media += [True] * media_tokens
+    placed = False
+    for token_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
+        if _overlaps(start, end, media_span):
+            _check_inside(full, start, end, media_span, "the media placeholder")
+            if not placed:  # one run of frame positions, whatever number of tokens the placeholder took
+                placed = True
+                ids += [tokenizer.pad_token_id] * media_tokens
+                labels += [IGNORE_INDEX] * media_tokens
+                media += [True] * media_tokens
             continue
-        piece_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids += piece_ids
-        labels += piece_ids if kind == "answer" else [IGNORE_INDEX] * len(piece_ids)
-        media += [False] * len(piece_ids)
+        answer = next((span for span in answers if _overlaps(start, end, span)), None)
+        if answer is not None:
+            _check_inside(full, start, end, answer, "an answer")
+        ids.append(token_id)
+        labels.append(token_id if answer is not None else IGNORE_INDEX)
+        media.append(False)
     return EncodedPrompt(ids, labels, media)
+
+
+def _overlaps(start: int, end: int, span: tuple[int, int]) -> bool:
+    return start < span[1] and end > span[0]   # a token with empty offsets (an added <s>) overlaps nothing
+
+
+def _check_inside(full: str, start: int, end: int, span: tuple[int, int], what: str) -> None:
+    """A token that reaches across the edge of `span` may only carry whitespace outside it (LLaMA's "▁<" before
+    `<image>`): anything else would be text of the prompt trained as an answer, or lost under the frames."""
+    outside = full[start: max(start, span[0])] + full[min(end, span[1]): end]
+    if outside.strip():
+        raise ValueError(f"the tokenizer merges {full[start:end]!r} across the edge of {what}; "
+                         "cannot separate it from the rest of the prompt")
 
 
 def pad_batch(prompts: list[EncodedPrompt], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
