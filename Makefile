@@ -33,7 +33,7 @@ train: setup
 	$(OFFLINE) $(PY) -m emo_llama.evaluate.summary runs/05_train --notebook runs/05_train.ipynb
 
 # The paper's ablations (Tab. 5-9), 3 seeds, on mini with the offline stack: notebook 06 sized for under an hour on
-# 2 cores (7 trainings per seed; measured: 21 trainings in 41-45 min, about 2 min each)
+# 2 cores (7 trainings per seed; measured: 21 trainings in 32 min, about 1.5 min each; 41-45 min before issue 22)
 # (runs/06_ablations/results.json, tab5.png ... tab9.png, and the executed notebook runs/06_ablations.ipynb).
 ABLATION_SIZES := -p max_steps 30 -p align_steps 40 -p train_limit 0 -p eval_limit 112
 ablations: setup

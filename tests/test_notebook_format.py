@@ -139,11 +139,7 @@ def test_committed_figures_are_shown(path):
 
 # Notebooks whose committed outputs still hold transformers' "Loading weights" bar, stuck at 0% in a headless run
 # (loaded before emo_llama.progress.without_weight_loading_bar; strict: a refreshed one must leave the set).
-_STUCK_WEIGHT_BAR: set[str] = {"06_ablations.ipynb"}
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="outputs to refresh"))
-                                  if p.name in _STUCK_WEIGHT_BAR else p for p in NOTEBOOKS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_weight_loading_bar_in_committed_outputs(path):
     from emo_llama.progress import WEIGHT_LOADING_BAR
 
