@@ -276,7 +276,8 @@ def coerce(kind, value, name: str = "value"):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         try:
-            return float(text) if text is not None else None
+            if text is not None:
+                return float(text)
         except ValueError:
             pass
     elif base is str:
