@@ -43,12 +43,12 @@ def run(workdir: Path, processes: int, threads: int, extra: list[str]) -> float:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", required=True)
-    ap.add_argument("--dropout", type=float, default=0.0, help="LoRA's and the Q-Former's dropout (0: off)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="LoRA's and the Q-Former's dropout and vision_dropout (0: off)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process, in both runs")
     args, extra = ap.parse_known_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    extra = ["--model_options", json.dumps({"lora_dropout": args.dropout}),
+    extra = ["--model_options", json.dumps({"lora_dropout": args.dropout}), "--vision_dropout", str(args.dropout),
              "--stack_options", json.dumps({"qformer_dropout": args.dropout}), *extra]
     seconds = {n: run(work, n, args.threads, extra) for n in (1, 2)}
     m = {n: json.loads((work / f"{n}proc" / "metrics.json").read_text()) for n in (1, 2)}

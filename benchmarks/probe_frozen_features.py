@@ -23,8 +23,11 @@ Rows (`FEATURES`, name -> a function of one `MediaFeatures` giving one row per f
 there to compare it, e.g. a new facial expert's embedding):
 - the normalised 68 landmarks, the mean-pooled face tokens, the mean-pooled vision tokens (the offline
   stack's EfficientNet reads the face crop), the three concatenated;
-- FER's 7 log-probabilities (`emo_llama.expert.fer_net`: mini's render judge, a net trained on real faces)
-  of each frame's stored 112 px face crop; a line before the probes gives FER's own answers on the real photos.
+- the expert's own expression reading (the offline stack's: face-api's expression net, stored with the
+  features; the expression token's input), alone and next to the landmarks;
+- FER's and facex's 7 log-probabilities (`emo_llama.expert.fer_net`, mini's render judge; `expert.facex`,
+  mini's validity gate; both trained on real faces) of each frame's stored 112 px face crop; a line before the
+  probes gives FER's own answers on the real photos.
 `VISION_ZEROED` adds "all three" with the vision tokens zeroed (after standardisation, so set to their
 training mean) on a random share of the training frames, one draw per `--mask-seeds` seed.
 
@@ -79,9 +82,26 @@ def fer_net():
     return get_expression_net(name="fer", device="cpu")
 
 
+@functools.cache
+def facex_net():
+    return get_expression_net(name="facex", device="cpu")
+
+
 def fer_log_probs(media: MediaFeatures) -> torch.Tensor:
     """FER's log-probabilities over its 7 classes (`fer_net().classes`) of each frame's 112 px display crop."""
     return fer_net()(media.crops.permute(0, 3, 1, 2)).clamp_min(1e-12).log()
+
+
+def facex_log_probs(media: MediaFeatures) -> torch.Tensor:
+    """facex's log-probabilities of each frame's 112 px display crop (the `facex` expert's reading)."""
+    return facex_net()(media.crops.permute(0, 3, 1, 2)).clamp_min(1e-12).log()
+
+
+def expert_log_probs(media: MediaFeatures) -> torch.Tensor:
+    """The stack's expert's own reading (stored with the features: the expression token's input)."""
+    if media.expression_probs.shape[-1] == 0:
+        raise ValueError("these features hold no expression reading: the stack's expert has none")
+    return media.expression_probs.clamp_min(1e-12).log()
 
 
 def concatenated(*parts: FeatureFn) -> FeatureFn:
@@ -95,7 +115,10 @@ FEATURES: dict[str, FeatureFn] = {
     "face tokens (mean-pooled)": face_token_rows,
     "vision tokens of the face crop (mean-pooled)": vision_token_rows,
     ALL_THREE: concatenated(landmark_rows, face_token_rows, vision_token_rows),
+    "the expert's reading (7 log-probabilities; the expression token's input)": expert_log_probs,
+    "landmarks + the expert's reading": concatenated(landmark_rows, expert_log_probs),
     FER: fer_log_probs,
+    "facex's 7 log-probabilities": facex_log_probs,
 }
 VISION_ZEROED = (0.5, 0.8)  # shares of ALL_THREE's training frames whose vision tokens are zeroed
 

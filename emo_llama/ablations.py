@@ -44,11 +44,15 @@ TABLES: dict[int, str] = {
     9: "imbalanced-dataset resampling",
 }
 # The fields the arms switch. Each arm sets every one of them (these values unless it says otherwise).
-ABLATED: dict = {"use_face_embedding": True, "use_landmarks": True, "use_agr": True, "fim_mode": "fim",
+# use_expression None: the expert's expression token wherever the stack's expert reads expressions (offline).
+ABLATED: dict = {"use_face_embedding": True, "use_expression": None, "use_landmarks": True, "use_agr": True,
+                 "fim_mode": "fim",
                  "instruction_types": ("category", "conversation"), "resample": True, "descriptive_text": False}
 METRICS = ("acc", "uar", "war")
 
-NO_PRIORS = {"use_face_embedding": False, "use_landmarks": False, "use_agr": False}      # LLaMA-VID
+# The expert's expression token belongs to the face-embedding prior: both come from the expert's expression
+# knowledge (the paper's FaceXFormer carries it inside its face embedding).
+NO_PRIORS = {"use_face_embedding": False, "use_expression": False, "use_landmarks": False, "use_agr": False}  # LLaMA-VID
 FACE_ROI = {"use_face_embedding": True, "use_landmarks": False, "use_agr": False}        # landmarks only as AU ROIs
 FACE_LANDMARK = {"use_face_embedding": True, "use_landmarks": True, "use_agr": False}
 ALL_PRIORS = {"use_face_embedding": True, "use_landmarks": True, "use_agr": True}
@@ -125,7 +129,8 @@ def arms_of(tables: Sequence[int] | str | int | None = None, names: Sequence[str
 def _key(overrides: dict) -> str:
     """A short, stable name of a training config (the ablated fields only)."""
     cfg = ABLATED | overrides
-    parts = [("face" if cfg["use_face_embedding"] else "noface"), ("lmk" if cfg["use_landmarks"] else "nolmk"),
+    parts = [("face" if cfg["use_face_embedding"] else "noface"), ("noexpr" if cfg["use_expression"] is False else "expr"),
+             ("lmk" if cfg["use_landmarks"] else "nolmk"),
              ("agr" if cfg["use_agr"] else "noagr"), cfg["fim_mode"],
              "+".join(cfg["instruction_types"]) or "notuning", ("resample" if cfg["resample"] else "shuffle")]
     if cfg["descriptive_text"]:

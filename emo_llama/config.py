@@ -39,6 +39,11 @@ class EmoLlamaConfig:
     use_face_embedding: bool = True
     use_landmarks: bool = True         # landmark token per frame (AU regions are used either way)
     use_agr: bool = True
+    # The expert's own expression reading as one more token per frame (an expert trained for expression, the
+    # role FaceXFormer plays in the paper). None: when the stack's expert gives one (offline yes, paper no).
+    use_expression: bool | None = None
+    expression_residual: bool = False   # add a trained MLP to the expression token (default: the reading's words only)
+    vision_dropout: float = 0.5         # training only: share of frames whose vision tokens are set to their mean
     # LoRA (paper: r=128, alpha=256 as LLaVA-1.5); CPU default smaller.
     lora_r: int = 16
     lora_alpha: int | None = None      # None: 2 * lora_r
@@ -59,7 +64,7 @@ class EmoLlamaConfig:
 
     @property
     def tokens_per_frame(self) -> int:
-        return 3 if self.use_landmarks else 2
+        return 2 + int(self.use_landmarks) + int(bool(self.use_expression))
 
     @classmethod
     def from_dict(cls, d: dict) -> EmoLlamaConfig:
@@ -78,11 +83,11 @@ RECIPES: dict[str, dict] = {
     "cpu": {"lora_r": 16, "lr": 5e-4, "new_module_lr": 3e-3, "epochs": 1.0, "max_steps": 150, "resample": True,
             "batch_size": 4, "grad_accum": 1, "warmup_ratio": 0.1, "weight_decay": 0.0, "conversation_share": 0.1,
             "conversation_turns": 1, "align_steps": 100, "freeze_after_align": True, "gradient_checkpointing": False,
-            "loss_mean": "sample"},
+            "loss_mean": "sample", "vision_dropout": 0.5},
     "paper": {"lora_r": 128, "lr": 2e-4, "new_module_lr": 2e-4, "epochs": 1.0, "max_steps": 0, "resample": True,
               "batch_size": 128, "grad_accum": 8, "warmup_ratio": 0.03, "weight_decay": 0.0,
               "conversation_share": 0.5, "conversation_turns": 3, "align_steps": 0, "freeze_after_align": False,
-              "gradient_checkpointing": True, "loss_mean": "token"},
+              "gradient_checkpointing": True, "loss_mean": "token", "vision_dropout": 0.0},
 }
 DEFAULT_RECIPE = {"paper": "paper"}                      # stack -> recipe when recipe="auto" (else "cpu")
 
@@ -120,6 +125,8 @@ class TrainConfig:
     use_face_embedding: bool = True        # Tab. 5: the facial expert's face tokens
     use_landmarks: bool = True             # Tab. 5: the landmark token
     use_agr: bool = True                   # Tab. 5: the AGR prompt
+    use_expression: bool | None = None     # Tab. 5: the expert's expression reading as a token (unset: if it has one)
+    vision_dropout: float | None = None    # share of training frames whose vision tokens are blanked (mini's artefacts)
     loss_mean: str | None = None           # Eq. 6: "token" (over the batch's answer tokens: paper, LLaVA) | "sample"
     lora_r: int | None = None              # LoRA rank
     lora_alpha: int | None = None          # LoRA alpha (unset: 2 * lora_r, as LLaVA-1.5)
@@ -220,7 +227,7 @@ def _literal(value) -> str:
 NOTEBOOK_PARAMETERS = (
     "dataset", "data_root", "fold", "stack", "recipe", *STACK_PATHS, "max_steps", "epochs", "batch_size", "lr",
     "new_module_lr", "align_steps", "freeze_after_align", "lora_r", "fim_mode", "use_face_embedding",
-    "use_landmarks", "use_agr", "resample", "instruction_types", "conversation_share", "descriptive_text",
+    "use_expression", "use_landmarks", "use_agr", "resample", "instruction_types", "conversation_share", "descriptive_text",
     "train_limit", "eval_limit", "limit_seed", "output_dir", "checkpoint_every", "checkpoint_minutes", "resume",
     "seed", "device",
 )

@@ -100,7 +100,7 @@ def test_without_agr_the_prompt_has_no_agr_sentence():
 
 def test_without_landmark_token_the_au_regions_still_place_local_attention():
     feats = [synthetic_features(0, 1)]
-    model = tiny_model(use_landmarks=False)
+    model = tiny_model(use_landmarks=False, use_expression=False)
     out = tokens(model, feats)
     assert out.shape[1] == 2 and model.landmark_encoder is None  # [context, visual]: no landmark token
     moved_landmarks = [replace(feats[0], landmarks_68=feats[0].landmarks_68.flip(1))]
@@ -109,7 +109,7 @@ def test_without_landmark_token_the_au_regions_still_place_local_attention():
     masks[:, 0] = ~masks[:, 0]  # the landmarks moved a region: the visual token (Local Face Attention) changes
     moved_regions = tokens(model, [replace(feats[0], au_masks=masks)])
     assert not torch.allclose(moved_regions[:, 1], out[:, 1], atol=1e-5)
-    with_token = tiny_model()
+    with_token = tiny_model(use_expression=False)
     assert tokens(with_token, feats).shape[1] == 3
     assert not torch.allclose(tokens(with_token, moved_landmarks)[:, 2], tokens(with_token, feats)[:, 2], atol=1e-5)
 
@@ -257,7 +257,7 @@ def test_notebook_06_solutions_run(tmp_path):
     spec.loader.exec_module(module)
     answers = module.solve(tiny_train_config(tmp_path / "unused"), seeds=2, output_dir=tmp_path / "sol")
     assert answers["exercise_1"] == {"trainings": 7, "arms": 13,
-                                     "t6_none_from": "noface-nolmk-noagr-fim-category+conversation-resample"}
+                                     "t6_none_from": "noface-noexpr-nolmk-noagr-fim-category+conversation-resample"}
     assert set(answers["exercise_2"]["arms"]) == {"t5_no_priors", "x_landmark_only"}
     assert "x_landmark_only" not in ARMS  # the registry is left as the paper's
     assert isinstance(answers["exercise_3"]["beyond_spread"], bool)

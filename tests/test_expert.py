@@ -46,8 +46,16 @@ def test_output_shapes_and_frozen(name, offline, tiny):
     assert out.landmarks_68.shape == (3, 68, 2)
     assert out.age_years.shape == (3,) and out.gender_probs.shape == (3, 2)
     torch.testing.assert_close(out.gender_probs.sum(-1), torch.ones(3))
-    assert out.token_centres.shape == (n_f, 2) and out.race_probs is None
+    assert out.token_centres.shape == (n_f, 2)
     assert out.au_masks().shape[::2] == (3, n_f)
+    # every expert here reads expressions (7 basic classes); only the offline one has a race model (GEAR)
+    assert out.expression_probs.shape == (3, 7) and out.expression_names == expert.expression_names
+    torch.testing.assert_close(out.expression_probs.sum(-1), torch.ones(3))
+    if name == "offline":
+        assert out.race_probs.shape == (3, 5) and out.race_names == ("white", "black", "asian", "indian", "others")
+        assert "race: " in out.agr_text(0)
+    else:
+        assert out.race_probs is None
 
 
 def test_tiny_is_deterministic_and_says_so():
@@ -87,17 +95,33 @@ def test_port_matches_tfjs_reference_outputs():
     """data/weights/faceapi_tfjs_reference.json holds the original TF.js nets' outputs on fixed real faces
     (written by `scripts/convert_faceapi.py --reference`, which runs face-api itself under node)."""
     reference = json.loads((DEFAULT_WEIGHTS_DIR / REFERENCE_FILE).read_text())["cases"]
-    raw_expert = get_expert("offline", device="cpu", face_fraction=1.0, flip_average=False)
+    raw_expert = get_expert("offline-landmark", device="cpu", face_fraction=1.0, flip_average=False)
     raw_fer = get_expression_net("cpu", face_fraction=1.0, flip_average=False)
     for name, image in reference_inputs().items():
         crops = torch.from_numpy(image).permute(2, 0, 1)[None] / 255.0
         out, probs = raw_expert(crops), raw_fer(crops)
         ref = reference[name]
+        np.testing.assert_allclose(out.expression_probs[0].numpy(), ref["expression"], atol=1e-5)
         np.testing.assert_allclose(out.landmarks_68[0].numpy().ravel(), ref["landmarks"], atol=2e-5, err_msg=name)
         np.testing.assert_allclose(out.face_tokens[0].mean(0).numpy(), ref["landmark_pooled_features"], atol=2e-5)
         assert out.age_years[0].item() == pytest.approx(ref["age"], abs=1e-3)
         np.testing.assert_allclose(out.gender_probs[0].numpy(), ref["gender_male_female"][::-1], atol=1e-5)
         np.testing.assert_allclose(probs[0].numpy(), ref["expression"], atol=1e-5)
+
+
+def test_offline_face_tokens_are_the_map_the_expression_reading_comes_from(astronaut_crop):
+    """The `offline` expert's face tokens are face-api's expression trunk map: its head, applied to their mean,
+    gives the expert's reading (the knowledge the tokens carry is the expression net's); `offline-landmark`
+    keeps the landmark net's map, which gives another reading."""
+    expression, landmark = (get_expert(n, device="cpu", face_fraction=1.0, flip_average=False)
+                            for n in ("offline", "offline-landmark"))
+    out, old = expression(astronaut_crop), landmark(astronaut_crop)
+    head = expression.expression_net.fc
+    from_tokens = head(out.face_tokens.mean(1)).softmax(-1)
+    torch.testing.assert_close(from_tokens, out.expression_probs)
+    assert not torch.allclose(head(old.face_tokens.mean(1)).softmax(-1), out.expression_probs, atol=1e-2)
+    torch.testing.assert_close(out.landmarks_68, old.landmarks_68)  # the same landmark net either way
+    assert out.expression(0)[0] == "happiness" and old.backend == "offline-landmark"
 
 
 def test_weights_load_offline_without_npm(offline):

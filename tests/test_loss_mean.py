@@ -19,7 +19,7 @@ from emo_llama.model.parts.prompting import IGNORE_INDEX
 from emo_llama.train.items import TrainItem
 from emo_llama.train.loop import accumulate_gradients
 
-SMALL = TINY | {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
+SMALL = TINY | {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "vision_dropout": 0.0}
 QUESTION = "What emotion? Options: a, b, c."
 ANSWERS = ("a", "sad", "the brows are lowered and drawn together", "b")   # unequal lengths (byte tokenizer)
 
@@ -91,7 +91,8 @@ def test_two_processes_equal_one_process_with_the_token_mean(tmp_path):
     """DDP over 2 processes x 2 micro-steps: the answer-token count is summed over both, so each step's loss and
     the trained weights are those of one process (dropout off: each process draws its own masks)."""
     args = ["--dataset", "synthetic", "--stack", "tiny", "--stack_options", '{"encoders": false}',
-            "--model_options", json.dumps(TINY | {"lora_dropout": 0.0}), "--lora_r", "4", "--batch_size", "4",
+            "--model_options", json.dumps(TINY | {"lora_dropout": 0.0}), "--vision_dropout", "0",
+            "--lora_r", "4", "--batch_size", "4",
             "--grad_accum", "2", "--loss_mean", "token", "--conversation_share", "0.5", "--lr", "3e-3",
             "--max_steps", "3", "--progress", "false", "--zero_shot", "false", "--max_new_tokens", "2",
             "--device", "cpu", "--seed", "3", "--eval_limit", "2", "--align_steps", "0", "--real_faces", "false"]

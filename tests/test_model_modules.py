@@ -28,12 +28,14 @@ def tiny_model(**overrides) -> EmoLlama:
 
 def test_frame_tokens_shapes_for_every_arm():
     feats = [synthetic_features(0, 1), synthetic_features(1, 2, frames=3)]
-    for arm, per_frame in [({}, 3), ({"use_landmarks": False}, 2), ({"fim_mode": "pool_concat"}, 3),
-                           ({"use_face_embedding": False}, 3)]:
+    for arm, per_frame in [({}, 4), ({"use_landmarks": False}, 3), ({"fim_mode": "pool_concat"}, 4),
+                           ({"use_face_embedding": False}, 4), ({"use_expression": False}, 3),
+                           ({"use_expression": False, "use_landmarks": False}, 2)]:
         model = tiny_model(**arm)
         batch = model.make_batch(feats, [[(QUESTION, "a")]] * 2)
         tokens = model.frame_tokens(batch)
         assert tokens.shape == (4, per_frame, 64), arm  # 1 + 3 frames, tiny LLM width 64
+        assert len(model.frame_token_names) == per_frame
         assert int(batch["media_mask"].sum()) == 4 * per_frame
         assert torch.isfinite(model(batch))
 
@@ -241,10 +243,68 @@ def test_batch_view_marks_frame_tokens_and_the_label_mask():
     model = tiny_model()
     feats = [synthetic_features(0, 1, frames=2), synthetic_features(1, 2)]
     batch = model.make_batch(feats, [[(QUESTION, "abc")], [(QUESTION, "b")]])
-    view = batch_view(model.tokenizer, batch, row=1)  # the shorter row: its right padding is left out
+    names = model.frame_token_names
+    assert names == ("context", "visual", "landmark", "expression")
+    view = batch_view(model.tokenizer, batch, row=1, token_names=names)  # the shorter row: no right padding
     assert len(view) == int(batch["attention_mask"][1].sum())
     frames = [r["token"] for r in view if r["what"] != "text"]
-    assert frames == ["<F1:con>", "<F1:vis>", "<F1:lan>"]
+    assert frames == ["<F1:con>", "<F1:vis>", "<F1:lan>", "<F1:exp>"]
     assert "".join(r["token"] for r in view if r["trained"]) == "b<|im_end|>"
-    text = "".join(r["token"] for r in batch_view(model.tokenizer, batch, row=0))
-    assert "<F1:con><F1:vis><F1:lan><F2:con><F2:vis><F2:lan>" in text and "age: about 30 years" in text
+    text = "".join(r["token"] for r in batch_view(model.tokenizer, batch, row=0, token_names=names))
+    assert "<F1:con><F1:vis><F1:lan><F1:exp><F2:con><F2:vis><F2:lan><F2:exp>" in text and "age: about 30 years" in text
+
+
+def test_expression_token_starts_as_the_readings_words_and_needs_a_reading():
+    """The expression token begins as sum_k p_k E(word_k): a reading of 'happiness' is the LLM's own embedding
+    of the word (the residual MLP starts at zero); features without a reading of the right width are refused."""
+    from emo_llama.model.parts.projectors import word_embeddings
+
+    model = tiny_model()
+    names = model.expression_names
+    words = word_embeddings(model.llm.get_input_embeddings().weight, model.tokenizer, names)
+    one_hot = torch.zeros(1, len(names))
+    one_hot[0, names.index("happiness")] = 1.0
+    torch.testing.assert_close(model.expression_encoder(one_hot)[0], words[names.index("happiness")])
+    feats = synthetic_features(0, 1)
+    feats.expression_probs = feats.expression_probs[:, :3]  # another expert's reading
+    with pytest.raises(ValueError, match="expression reading of width 3"):
+        model.make_batch([feats], [[(QUESTION, "a")]])
+    assert tiny_model(use_expression=False).expression_encoder is None
+
+
+def test_use_expression_unset_follows_the_stack_and_true_without_a_reading_raises():
+    from emo_llama.model.backbones.stacks import get_stack
+
+    stack = get_stack("tiny", encoders=False)
+    assert EmoLlama(EmoLlamaConfig(stack="tiny", **SMALL), stack).config.use_expression is True
+    stack.expression_names = ()
+    assert EmoLlama(EmoLlamaConfig(stack="tiny", **SMALL), stack).config.use_expression is False
+    with pytest.raises(ValueError, match="gives no expression reading"):
+        EmoLlama(EmoLlamaConfig(stack="tiny", use_expression=True, **SMALL), stack)
+
+
+def test_vision_dropout_blanks_whole_frames_in_training_only():
+    """vision_dropout sets a training frame's standardised vision tokens to 0 (their training mean) for a share
+    of frames: the frame's context/visual tokens then come from the face tokens alone. Evaluation sees all."""
+    feats = [synthetic_features(0, 1, frames=3), synthetic_features(1, 2, frames=3)]
+    model = tiny_model(vision_dropout=1.0)
+    batch = model.make_batch(feats, [[(QUESTION, "a")]] * 2)
+    blank = dict(batch, vision_tokens=torch.zeros_like(batch["vision_tokens"]) + model.vision_standardise.mean)
+    model.eval()
+    with torch.no_grad():
+        seen, blanked = model.frame_tokens(batch), model.frame_tokens(blank)
+        model.train()
+        dropped = model.frame_tokens(batch)
+    assert not torch.allclose(seen, blanked)
+    torch.testing.assert_close(dropped[:, :2], blanked[:, :2])  # every frame blanked at share 1
+    model_half = tiny_model(vision_dropout=0.5).train()
+    torch.manual_seed(0)
+    expected_kept = (torch.rand(6) >= 0.5).tolist()  # the draw frame_tokens makes (one number per frame)
+    assert 0 < sum(expected_kept) < 6
+    torch.manual_seed(0)
+    with torch.no_grad():
+        half = model_half.frame_tokens(batch)
+        kept = model_half.eval().frame_tokens(batch)
+        gone = model_half.frame_tokens(blank)
+    for i, keep in enumerate(expected_kept):
+        torch.testing.assert_close(half[i], kept[i] if keep else gone[i])

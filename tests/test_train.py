@@ -99,7 +99,8 @@ def test_two_processes_equal_one_process(tmp_path, engine):
     # dropout off: with it, each process draws its own masks, so only the no-dropout math can be compared.
     # Under FSDP, process 1's alignment is made to differ (fsdp_worker.py): the run must train process 0's model.
     args = ["--dataset", "synthetic", "--stack", "tiny", "--stack_options", '{"encoders": false}',
-            "--model_options", json.dumps(TINY | {"lora_dropout": 0.0}), "--lora_r", "4", "--batch_size", "4",
+            "--model_options", json.dumps(TINY | {"lora_dropout": 0.0}), "--vision_dropout", "0",
+            "--lora_r", "4", "--batch_size", "4",
             "--lr", "3e-3", "--max_steps", "4", "--progress", "false", "--zero_shot", "false", "--max_new_tokens",
             "8", "--device", "cpu", "--seed", "3", "--eval_limit", "6", "--align_steps", "3", "--align_batch_size",
             "4", "--real_faces", "false", "--gradient_checkpointing", str(engine == "fsdp")]

@@ -5,7 +5,9 @@ has the labelling rule and the set's history: one item was dropped after models 
 model trained on mini's synthesised expressions only earns trust if it reads these too, so every
 training run ends here (`train.run` writes the result into metrics.json) and notebook 05 shows
 the answers next to the pictures. face-api's expression net, a classifier trained on real faces that
-nobody here trained, answers the same items as the classical baseline.
+nobody here trained, answers the same items as the classical baseline. It is also the `offline` stack's
+facial expert (its map is the face tokens, its reading the expression token), so the baseline column is the
+expert's own reading: what the model adds to, or loses from, its expert.
 """
 
 from __future__ import annotations

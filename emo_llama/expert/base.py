@@ -11,10 +11,14 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from emo_llama.expert.au import au_region_masks
 from emo_llama.prompts import GENDERS, agr_from_expert
+
+# The seven basic expressions in canonical class names (emo_llama.data.labels spells classes this way)
+BASIC_EXPRESSIONS = ("neutral", "happiness", "sadness", "anger", "fear", "disgust", "surprise")
 
 
 @dataclass
@@ -37,6 +41,10 @@ class ExpertOutput:
     age_scheme: str = "years (regression)"  # how to read `age_years`
     backend: str = ""
     extras: dict | None = None  # backend-specific outputs (FaceXFormer: head pose, attributes, visibility, ...)
+    # The expert's own expression reading (an expert trained for expression, like the paper's FaceXFormer
+    # role): (B, K) probabilities over `expression_names` (canonical class names), or None when it has none.
+    expression_probs: torch.Tensor | None = None
+    expression_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return self.face_tokens.shape[0]
@@ -66,6 +74,13 @@ class ExpertOutput:
         race = None if self.race_probs is None else self.race_probs[i: i + 1]
         return agr_from_expert(self.age_years[i: i + 1], self.gender_probs[i: i + 1], race_probs=race,
                                race_names=self.race_names, confidence=True)
+
+    def expression(self, i: int) -> tuple[str, float] | None:
+        """The expert's most likely expression for face i and its probability (None: no expression head)."""
+        if self.expression_probs is None or self.expression_names is None:
+            return None
+        j = int(self.expression_probs[i].argmax())
+        return self.expression_names[j], float(self.expression_probs[i, j])
 
     def au_masks(self) -> torch.Tensor:
         """(B, R, N_F) bool: which face tokens each Action-Unit region covers (see `expert.au`)."""
@@ -102,6 +117,34 @@ def crops_to_tensor(crops) -> torch.Tensor:
 
 
 MIN_SIDE = 8  # crops smaller than this are degenerate: no face can be read from them
+
+
+def check_face_fraction(face_fraction: float) -> float:
+    if not 0.1 <= face_fraction <= 1.0:
+        raise ValueError(f"face_fraction={face_fraction}: expected a share of the crop side in [0.1, 1]")
+    return face_fraction
+
+
+def in_face_window(points: torch.Tensor, face_fraction: float) -> torch.Tensor:
+    """Points given in [0, 1] of the face window (`face_window`) of a square crop, in [0, 1] of the crop."""
+    return points * face_fraction + (1 - face_fraction) / 2
+
+
+def face_window(crops: torch.Tensor, face_fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The central `face_fraction` of each crop, the crop first zero-padded to a square (centred; the odd
+    pixel last): (window (B, C, S, S), scale (2,), offset (2,)) with crop_xy = window_xy * scale + offset
+    for window_xy in [0, 1]. The experts' nets were trained on tight detector boxes; FaceCropper adds a
+    margin, which this cuts off again."""
+    h, w = crops.shape[-2:]
+    side = max(h, w)
+    left, top = (side - w) // 2, (side - h) // 2
+    if h != w:
+        crops = F.pad(crops, (left, side - w - left, top, side - h - top))
+    margin = int(round(side * (1 - face_fraction) / 2))
+    window = side - 2 * margin
+    scale = torch.tensor([window / w, window / h], device=crops.device)
+    offset = torch.tensor([(margin - left) / w, (margin - top) / h], device=crops.device)
+    return crops[..., margin:margin + window, margin:margin + window], scale, offset
 
 
 def validate_crops(crops, device: torch.device | str = "cpu", min_side: int = MIN_SIDE) -> torch.Tensor:
@@ -176,6 +219,7 @@ class FacialExpert(nn.Module):
     """
 
     name: str = "base"
+    expression_names: tuple[str, ...] | None = None  # canonical names of the expression reading, if any
     input_size: int
     token_dim: int
     grid: tuple[int, int]
@@ -218,6 +262,9 @@ class FacialExpert(nn.Module):
             gender_probs=z(0, 2, device=self.device),
             token_centres=self.default_token_centres().to(self.device),
             backend=self.name,
+            expression_probs=(None if self.expression_names is None
+                              else z(0, len(self.expression_names), device=self.device)),
+            expression_names=self.expression_names,
         )
 
     def default_token_centres(self) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The `tiny` facial expert: RANDOM WEIGHTS, UNIT TESTS ONLY.
 
 Same interface and output shapes as the real experts (4 x 4 grid of 32-d tokens, 68 landmarks,
-age, gender) so the model's code path can be tested in milliseconds. Its numbers mean nothing.
+age, gender, a 7-class expression reading) so the model's code path can be tested in milliseconds. Its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emo_llama.expert.base import ExpertOutput, FacialExpert
+from emo_llama.expert.base import BASIC_EXPRESSIONS, ExpertOutput, FacialExpert
 
 
 class TinyExpert(FacialExpert):
@@ -20,6 +20,7 @@ class TinyExpert(FacialExpert):
     """
 
     name = "tiny"
+    expression_names = BASIC_EXPRESSIONS
     input_size = 32
     grid = (4, 4)
 
@@ -34,6 +35,7 @@ class TinyExpert(FacialExpert):
         self.landmark_head = nn.Linear(token_dim, 136)
         self.age_head = nn.Linear(token_dim, 1)
         self.gender_head = nn.Linear(token_dim, 2)
+        self.expression_head = nn.Linear(token_dim, len(BASIC_EXPRESSIONS))  # last: earlier draws stay as they were
         # Re-draw every parameter from a private generator: same seed -> same expert, always.
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
@@ -57,6 +59,8 @@ class TinyExpert(FacialExpert):
             token_centres=self.default_token_centres().to(x.device),
             age_scheme="years (random, tiny expert)",
             backend=self.name,
+            expression_probs=self.expression_head(pooled).softmax(-1),
+            expression_names=self.expression_names,
         )
 
 

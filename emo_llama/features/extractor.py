@@ -27,7 +27,9 @@ from emo_llama.progress import progress as progress_bar
 from emo_llama.prompts import agr_from_expert
 from emo_llama.utils import atomic_path, model_cache_dir, natural_key, resolve_device
 
-FEATURE_VERSION = "3"  # 2: AU masks follow the expert's token centres; 3: frames keep their aspect (square_frame)
+# 2: AU masks follow the expert's token centres; 3: frames keep their aspect (square_frame);
+# 4: the expert's expression reading (expression_probs)
+FEATURE_VERSION = "4"
 DISPLAY_SIZE = 112  # face crops kept (uint8) for notebooks' attention overlays
 
 
@@ -43,7 +45,14 @@ class MediaFeatures:
     age_years: torch.Tensor       # (T,)
     gender_probs: torch.Tensor    # (T, 2) female, male
     crops: torch.Tensor           # (T, DISPLAY_SIZE, DISPLAY_SIZE, 3) uint8
+    # (T, K) the expert's own expression reading (probabilities over its expression_names); K = 0 when the
+    # expert has no expression head (also what features made without one get)
+    expression_probs: torch.Tensor | None = None
     agr: str = ""
+
+    def __post_init__(self) -> None:
+        if self.expression_probs is None:
+            self.expression_probs = torch.zeros(self.vision_tokens.shape[0], 0)
 
     @property
     def num_frames(self) -> int:
@@ -200,7 +209,9 @@ class FeatureExtractor:
             vision_tokens=vision_tokens, face_tokens=out.face_tokens.float().cpu(), landmarks_68=landmarks,
             au_masks=masks.bool(), face_found=found, age_years=age, gender_probs=gender,
             crops=(display.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous(),
-            agr=agr_from_expert(age, gender, found),
+            expression_probs=None if out.expression_probs is None else out.expression_probs.float().cpu(),
+            agr=agr_from_expert(age, gender, found, race_probs=None if out.race_probs is None else out.race_probs.cpu(),
+                                race_names=out.race_names),
         )
 
 

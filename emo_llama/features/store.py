@@ -73,11 +73,11 @@ from emo_llama.features.extractor import FeatureExtractor, MediaFeatures
 from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, model_cache_dir
 
-STORE_VERSION = "2"  # 2: chunks hold whichever media were missing, found by their headers' identities
+STORE_VERSION = "3"  # 2: chunks hold whichever media were missing, found by their headers' identities; 3: expression_probs
 HALF_FIELDS = ("vision_tokens", "face_tokens")
 FP16_MAX = 65504.0
 TENSOR_FIELDS = ("vision_tokens", "face_tokens", "landmarks_68", "au_masks", "face_found", "age_years",
-                 "gender_probs", "crops")
+                 "gender_probs", "crops", "expression_probs")
 
 
 def _package_version(name: str) -> str:

@@ -29,6 +29,7 @@ def synthetic_features(label_index: int, seed: int, frames: int = 1, vision_toke
         landmarks_68=landmarks, au_masks=masks, face_found=torch.ones(frames, dtype=torch.bool),
         age_years=torch.full((frames,), 30.0), gender_probs=torch.tensor([[0.3, 0.7]]).expand(frames, 2).clone(),
         crops=torch.zeros(frames, DISPLAY_SIZE, DISPLAY_SIZE, 3, dtype=torch.uint8),
+        expression_probs=torch.full((frames, 7), 0.1).index_fill_(1, torch.tensor([label_index % 7]), 0.4),
         agr="According to the specific question, you are allowed to use or partially use the following "
             "information: age: about 30 years; gender: male.",
     )

@@ -29,13 +29,16 @@ from emo_llama.model.backbones.stacks import Stack, get_stack
 from emo_llama.model.parts.clue_aggregator import ClueAggregator
 from emo_llama.model.parts.face_info_mining import FIMConfig, build_fim
 from emo_llama.model.parts.projectors import (
+    ExpressionEncoder,
     FeatureStandardiser,
     LandmarkEncoder,
     mlp_projector,
     moments,
     normalise_landmarks,
+    word_embeddings,
 )
 from emo_llama.model.parts.prompting import (
+    FRAME_TOKEN_NAMES,
     IGNORE_INDEX,
     build_messages,
     encode_messages,
@@ -52,6 +55,11 @@ class EmoLlama(nn.Module):
         stack = stack or get_stack(config.stack, **config.stack_options)
         if stack.config_overrides:  # what a pretrained initialisation (LLaMA-VID) needs to host its weights
             config = replace(config, **stack.config_overrides)
+        if config.use_expression is None:  # unset: the expression token exactly when the expert reads expressions
+            config = replace(config, use_expression=bool(stack.expression_names))
+        elif config.use_expression and not stack.expression_names:
+            raise ValueError(f"use_expression=True, but the {stack.name} stack's facial expert gives no expression "
+                             "reading (FaceXFormer's released heads have none): set use_expression=False")
         self.config = config
         self.stack = stack          # plain attribute: holds the frozen encoders, not saved with the model
         llm_dim = stack.llm.get_input_embeddings().weight.shape[1]
@@ -72,6 +80,11 @@ class EmoLlama(nn.Module):
         self.visual_projector = mlp_projector(config.fim_dim, llm_dim, out_rms=rms)          # MLP^V
         self.landmark_encoder = (LandmarkEncoder(llm_dim, config.landmark_hidden, out_rms=rms)  # MLP^L
                                  if config.use_landmarks else None)
+        self.expression_names = stack.expression_names
+        self.expression_encoder = (ExpressionEncoder(word_embeddings(stack.llm.get_input_embeddings().weight,
+                                                                     stack.tokenizer, stack.expression_names),
+                                                     residual=config.expression_residual)
+                                   if config.use_expression else None)
         # Frozen features are standardised with training-set statistics (`fit_feature_statistics`).
         self.vision_standardise = FeatureStandardiser(stack.vision_dim)
         self.face_standardise = FeatureStandardiser(stack.face_dim)
@@ -95,8 +108,12 @@ class EmoLlama(nn.Module):
 
     # ----- frame tokens ---------------------------------------------------------------------------
     def frame_tokens(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(F, tokens_per_frame, D): per frame [context, visual, landmark] in the LLM's embedding space."""
+        """(F, tokens_per_frame, D): per frame [context, visual, landmark, expression] in the LLM's embedding
+        space (landmark and expression when their switches are on)."""
         vision = self.vision_standardise(feats["vision_tokens"])
+        if self.training and self.config.vision_dropout > 0:  # standardised: 0 is the training mean
+            keep = torch.rand(vision.shape[0], device=vision.device) >= self.config.vision_dropout
+            vision = vision * keep.view(-1, 1, 1).to(vision.dtype)
         face = self.face_standardise(feats["face_tokens"]) if self.config.use_face_embedding else None
         patches = vision[:, 1:] if self.config.vision_cls_token else vision   # CLS dropped (LLaMA-VID)
         context = self.clue_aggregator(vision, face, feats["instruction_ids"], feats["instruction_mask"],
@@ -105,7 +122,15 @@ class EmoLlama(nn.Module):
         tokens = [self.context_projector(context), self.visual_projector(visual)]
         if self.landmark_encoder is not None:
             tokens.append(self.landmark_encoder(feats["landmarks_68"]))
+        if self.expression_encoder is not None:
+            tokens.append(self.expression_encoder(feats["expression_probs"]).to(tokens[0].dtype))
         return torch.stack(tokens, dim=1)
+
+    @property
+    def frame_token_names(self) -> tuple[str, ...]:
+        """Each frame's tokens, in `frame_tokens`' order (for `prompting.batch_view`)."""
+        switches = (True, True, self.landmark_encoder is not None, self.expression_encoder is not None)
+        return tuple(name for name, on in zip(FRAME_TOKEN_NAMES, switches) if on)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         embeds = self.llm.get_input_embeddings()(batch["input_ids"])
@@ -170,7 +195,17 @@ class EmoLlama(nn.Module):
         batch["instruction_ids"], batch["instruction_mask"] = q["input_ids"], q["attention_mask"]
         for key in ("vision_tokens", "face_tokens", "landmarks_68", "au_masks"):
             batch[key] = torch.cat([getattr(f, key) for f in media], dim=0)
+        if self.expression_encoder is not None:
+            batch["expression_probs"] = torch.cat([self._expression_probs(f) for f in media], dim=0)
         return {k: v.to(device) for k, v in batch.items()}
+
+    def _expression_probs(self, feats) -> torch.Tensor:
+        probs = feats.expression_probs
+        if probs.shape[-1] != len(self.expression_names):
+            raise ValueError(f"the features hold an expression reading of width {probs.shape[-1]}, the model expects "
+                             f"{len(self.expression_names)} ({', '.join(self.expression_names)}): features from "
+                             "another expert; extract them with this model's stack")
+        return probs
 
     # ----- inference ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -23,19 +23,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from emo_llama.model.parts.projectors import word_embeddings
 from emo_llama.progress import progress as progress_bar
 
 
 def class_word_embeddings(model, classes: Sequence[str]) -> torch.Tensor:
     """(C, D): mean input embedding of each class word's tokens, as the answer spells it (no leading space)."""
-    embedding = model.llm.get_input_embeddings().weight.detach()
-    rows = []
-    for name in classes:
-        ids = model.tokenizer(name, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ValueError(f"class {name!r} tokenises to nothing")
-        rows.append(embedding[ids].float().mean(0))
-    return torch.stack(rows)
+    return word_embeddings(model.llm.get_input_embeddings().weight, model.tokenizer, classes)
 
 
 def class_word_cosines(frame_tokens: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:

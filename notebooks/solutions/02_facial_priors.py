@@ -3,7 +3,8 @@
     python notebooks/solutions/02_facial_priors.py
 
 Real photos that ship inside installed packages (the astronaut and Grace Hopper, `emo_llama.faces.samples`),
-MTCNN and the `offline` facial expert (face-api's nets with their real weights), on the CPU, in a few seconds.
+MTCNN and the `offline` facial expert (face-api's nets and GEAR, with their real weights), on the CPU, in a
+few seconds.
 tests/test_solutions.py runs `solve` so that these answers never rot.
 """
 

@@ -30,7 +30,7 @@ from emo_llama.train.items import build_items
 
 
 def balanced_samples(per_class: int = 40) -> list[Sample]:
-    """A balanced, mini-like training split: `per_class` images of each of the 7 basic classes."""
+    """A balanced training split (mini's is nearly so): `per_class` images of each of the 7 basic classes."""
     return [Sample(id=f"{label}-{i:03d}", media=Path(f"images/{label}-{i:03d}.jpg"), label=label, split="train")
             for label in BASIC7 for i in range(per_class)]
 

@@ -24,8 +24,10 @@ TINY_MODEL = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden
 
 
 def tiny_config(output_dir: str | Path, **overrides) -> TrainConfig:
-    """A training of a few seconds: tiny stack (random weights), synthetic features, CPU."""
+    """A training of a few seconds: tiny stack (random weights), synthetic features, CPU. The expert's
+    expression token is off: the exercises count the paper's three tokens per frame (context, visual, landmark)."""
     base = dict(dataset="synthetic", stack="tiny", stack_options={"encoders": False}, model_options=TINY_MODEL,
+                use_expression=False,
                 lora_r=4, batch_size=4, lr=1e-2, max_steps=20, align_steps=3, align_batch_size=4,
                 instruction_types=("category",), zero_shot=False, real_faces=False, check_memory=False,
                 progress=False, max_new_tokens=4, eval_limit=6, device="cpu", seed=0, output_dir=str(output_dir))
@@ -47,7 +49,7 @@ def exercise_1(result: RunResult) -> dict:
     model, sample = result.model, result.test_samples[0]
     question = category_question(result.classes, sample.kind)
     batch = model.make_batch([result.features[str(sample.media)]], [[(question, sample.label)]])
-    view = batch_view(model.tokenizer, batch, tokens_per_frame=model.config.tokens_per_frame)
+    view = batch_view(model.tokenizer, batch, token_names=model.frame_token_names)
     trained = [r for r in view if r["trained"]]
     frames = [r for r in view if r["what"] != "text"]
     print("".join(r["token"] for r in view))
@@ -68,7 +70,7 @@ def exercise_2(result: RunResult, frames: int = 4) -> dict:
     model = result.model
     clip = synthetic_features(label_index=0, seed=1, frames=frames)
     batch = model.make_batch([clip], [[("How does the person in the video feel?", "happiness")]])
-    view = batch_view(model.tokenizer, batch, tokens_per_frame=model.config.tokens_per_frame)
+    view = batch_view(model.tokenizer, batch, token_names=model.frame_token_names)
     order = [r["token"] for r in view if r["what"] != "text"]
     print(f"{frames} frames -> {len(order)} frame positions: {''.join(order)}")
     return {"frame_positions": len(order), "order": order}

@@ -38,7 +38,8 @@ def exercise_2(base: TrainConfig, seeds: int, output_dir: Path) -> dict:
     expect less.
     """
     ARMS["x_landmark_only"] = Arm("x_landmark_only", 5, "landmark token only",
-                                  {"use_face_embedding": False, "use_landmarks": True, "use_agr": False})
+                                  {"use_face_embedding": False, "use_expression": False, "use_landmarks": True,
+                                   "use_agr": False})
     try:
         results = run_ablations(arms="t5_no_priors,x_landmark_only", seeds=seeds, base=base, output_dir=output_dir)
     finally:

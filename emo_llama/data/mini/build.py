@@ -35,9 +35,11 @@ from emo_llama.faces.samples import HELD_OUT_IDENTITIES
 from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, default_cache_dir, torch_threads
 
-MINI_VERSION = 3  # bump whenever the pixels change: each version builds into its own cache folder
+MINI_VERSION = 4  # bump whenever the pixels change: each version builds into its own cache folder
+# 4: renders of other classes that the judge reads as happiness are never kept (`_select`)
 META_FIELDS = ("id", "identity", "label", "aus", "intensity", "source", "caption", "judge_agreed")
 JUDGE = "fer"  # the real-trained classifier whose agreement mini's renders need (see make_judge)
+SMILE = "happiness"
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -126,7 +128,13 @@ def _draw_clip(ident, label: str, side: int, size: int, frames_range: tuple[int,
 def _select(draw, label: str, judge, candidates: int, seed: int, *keys: int):
     """Draw up to `candidates` renders of `label` and keep the first one the judge reads as `label`
     (the judge sees the apex frame); if none agrees, keep the one it gives the label's highest
-    probability. Every slot is filled, so the classes stay balanced. Returns (draw result, agreed)."""
+    probability, except a smile: a render of another class that the judge reads as happiness is never
+    kept. Returns (draw result, agreed), or (None, False) when every candidate was such a smile.
+
+    Why the smile rule: many source faces smile (LFW's most of all), and a warp that adds, say, AU4 or
+    AU9 leaves the smile in place; such a render labelled neutral, surprise or disgust teaches a model that
+    a smile is not happiness, which is exactly how models trained on mini v3 read real smiles (0 of 14).
+    Happiness is also the class the judge reads most reliably (99 of 101 of mini v3's happy images)."""
     best, best_p = None, -1.0
     for attempt in range(candidates if judge is not None else 1):
         result = draw(_rng(seed, *keys, attempt) if attempt else _rng(seed, *keys))
@@ -134,9 +142,10 @@ def _select(draw, label: str, judge, candidates: int, seed: int, *keys: int):
             return result, None
         frames = result[0]
         probs = judge(frames[len(frames) // 2])
-        if max(probs, key=probs.get) == label:
+        read = max(probs, key=probs.get)
+        if read == label:
             return result, True
-        if probs[label] > best_p:
+        if read != SMILE and probs[label] > best_p:
             best, best_p = result, probs[label]
     return best, False
 
@@ -188,6 +197,7 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
     counters = {"train": 0, "test": 0}
     video_slot = {"train": 0, "test": 0}
     agreed: dict[str, list[bool]] = {}
+    dropped: dict[str, int] = {}  # renders never kept: every candidate was read as a smile (see _select)
     clip_no = 0
     for ii, ident in enumerate(progress_bar(identities, desc="mini", disable=not progress)):
         split = split_of[ident.name]
@@ -196,8 +206,12 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
         copies = colour_images_per_class if not ident.name.startswith("lfw") else images_per_class
         for ci, label in enumerate(MINI_CLASSES):
             for k in range(copies):
-                (frames, aus, frame_idx), ok = _select(
+                drawn, ok = _select(
                     partial(_draw_image, ident, label, side, size), label, judge_fn, candidates, seed, ii, ci, k)
+                if drawn is None:
+                    dropped[label] = dropped.get(label, 0) + 1
+                    continue
+                frames, aus, frame_idx = drawn
                 agreed.setdefault(label, []).append(bool(ok))
                 counters[split] += 1
                 name = f"{split}_{counters[split]:05d}"
@@ -208,9 +222,13 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
             # Classes cycle over the videos of each split, so both splits stay balanced.
             label = MINI_CLASSES[video_slot[split] % len(MINI_CLASSES)]
             video_slot[split] += 1
-            (frames, aus, first), ok = _select(
+            drawn, ok = _select(
                 partial(_draw_clip, ident, label, side, size, frames_range), label, judge_fn, candidates,
                 seed, ii, 100 + k)
+            if drawn is None:
+                dropped[label] = dropped.get(label, 0) + 1
+                continue
+            frames, aus, first = drawn
             agreed.setdefault(label, []).append(bool(ok))
             clip_no += 1
             clip = f"{clip_no:05d}"
@@ -235,6 +253,7 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
             "test_identities": sorted(n for n, s in split_of.items() if s == "test"),
             "images": len(labels), "videos": clip_no, "judge": judge, "candidates": candidates if judge else 1,
             "judge_agreement": {c: round(float(np.mean(v)), 3) for c, v in agreed.items()} if judge else None,
+            "dropped_smiles": dict(sorted(dropped.items())),
             "build_seconds": round(time.perf_counter() - start, 1)}
     with atomic_path(out_dir / "BUILD_INFO.json") as tmp:
         tmp.write_text(json.dumps(info, indent=1))

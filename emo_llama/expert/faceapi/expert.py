@@ -1,4 +1,13 @@
-"""The `offline` facial expert: face-api's landmark and age/gender nets with their real weights.
+"""The `offline` facial expert: face-api's expression, landmark and age/gender nets with their real weights.
+
+EMO-LLaMA's expert (FaceXFormer) is trained on real faces for expression among other tasks, and its face
+embedding carries that knowledge into the model. Here the same role is played by face-api's expression
+net: its 7 x 7 x 256 trunk map (the map its expression head reads, after a mean) is the face tokens, and
+its 7-class reading is a prior of its own (`ExpertOutput.expression_probs`). Landmarks and age/gender
+come from face-api's landmark and age/gender nets, race from GEAR (`emo_llama.expert.gear`; face-api's
+gender stays: GEAR called 5 of the 14 women of the real check set male). `face_tokens="landmark"` keeps
+the first design (the landmark net's map as the face tokens; that net was trained to place landmarks, not
+to tell expressions apart): an ablation arm (`get_expert("offline-landmark")`).
 
 Weights: `data/weights/*.safetensors`, converted from the MIT npm package @vladmandic/face-api 1.7.15
 (`scripts/convert_faceapi.py`); they load with no network and no npm.
@@ -22,7 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emo_llama.expert.base import ExpertOutput, ExpressionNet, FacialExpert
+from emo_llama.expert.base import (
+    BASIC_EXPRESSIONS,
+    ExpertOutput,
+    ExpressionNet,
+    FacialExpert,
+    check_face_fraction,
+    face_window,
+    in_face_window,
+)
 from emo_llama.expert.faceapi.nets import (
     EXPRESSIONS,
     INPUT_SIZE,
@@ -33,11 +50,14 @@ from emo_llama.expert.faceapi.nets import (
     token_centres,
 )
 from emo_llama.expert.faceapi.tfjs_weights import load_state_dict
+from emo_llama.expert.gear import GearClassifier
 from emo_llama.expert.landmarks import IBUG_MIRROR
 from emo_llama.utils import REPO_DATA
 
 WEIGHTS_DIR = REPO_DATA / "weights"
 DEFAULT_FACE_FRACTION = 1 / 1.5  # FaceCropper's default margin 0.5
+EXPRESSION_CLASSES = BASIC_EXPRESSIONS  # face-api's EXPRESSIONS order, in canonical class names
+FACE_TOKEN_SOURCES = ("expression", "landmark")
 
 
 
@@ -58,70 +78,68 @@ class FaceApiInput(nn.Module):
 
     def __init__(self, face_fraction: float = DEFAULT_FACE_FRACTION) -> None:
         super().__init__()
-        if not 0.1 <= face_fraction <= 1.0:
-            raise ValueError(f"face_fraction={face_fraction}: expected a share of the crop side in [0.1, 1]")
-        self.face_fraction = face_fraction
+        self.face_fraction = check_face_fraction(face_fraction)
 
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (net input (B, 3, 112, 112) normalised, scale (2,), offset (2,)) with
         crop_xy = net_xy * scale + offset for net_xy in [0, 1]."""
-        h, w = crops.shape[-2:]
-        side = max(h, w)
-        pad_x, pad_y = (side - w) / 2, (side - h) / 2
-        if h != w:
-            left, top = int(pad_x), int(pad_y)  # face-api: equal padding both sides (extra pixel last)
-            crops = F.pad(crops, (left, side - w - left, top, side - h - top))
-            pad_x, pad_y = float(left), float(top)
-        margin = int(round(side * (1 - self.face_fraction) / 2))
-        window = side - 2 * margin
-        x = crops[..., margin:margin + window, margin:margin + window]
-        if window != INPUT_SIZE:
+        x, scale, offset = face_window(crops, self.face_fraction)
+        if x.shape[-1] != INPUT_SIZE:
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
-                              antialias=window > INPUT_SIZE)
-        scale = torch.tensor([window / w, window / h], device=crops.device)
-        offset = torch.tensor([(margin - pad_x) / w, (margin - pad_y) / h], device=crops.device)
+                              antialias=x.shape[-1] > INPUT_SIZE)
         return preprocess(x), scale, offset
 
 
 class OfflineExpert(FacialExpert):
-    """face-api's 68-landmark net (its 7x7x256 map = face tokens) and age/gender net, real weights.
+    """face-api's nets, real weights: face tokens = the expression net's 7x7x256 trunk map (or, with
+    `face_tokens="landmark"`, the landmark net's), its 7-class expression reading, 68 landmarks, age/gender.
 
-    Age is a regression in years; gender comes as probabilities; no race (race_probs=None).
+    Age is a regression in years; gender comes as probabilities; race from GEAR (5 classes).
     """
 
     name = "offline"
+    expression_names = EXPRESSION_CLASSES
     input_size = INPUT_SIZE
     token_dim = 256
     grid = (7, 7)
 
     def __init__(self, face_fraction: float = DEFAULT_FACE_FRACTION, flip_average: bool = True,
-                 weights_dir: str | Path | None = None) -> None:
+                 weights_dir: str | Path | None = None, face_tokens: str = "expression") -> None:
         super().__init__()
+        if face_tokens not in FACE_TOKEN_SOURCES:
+            raise ValueError(f"face_tokens={face_tokens!r}: choose one of {FACE_TOKEN_SOURCES}")
+        self.face_token_source = face_tokens
         self.prepare = FaceApiInput(face_fraction)
         self.flip_average = flip_average
         self.landmark_net = load_net(FaceLandmark68Net(), "face_landmark_68.safetensors", weights_dir)
         self.age_gender_net = load_net(AgeGenderNet(), "age_gender.safetensors", weights_dir)
+        self.expression_net = load_net(FaceExpressionNet(), "face_expression.safetensors", weights_dir)
+        self.race_net = GearClassifier(weights_dir=weights_dir)
         self.freeze()
 
     def default_token_centres(self) -> torch.Tensor:
         """Token positions in a square crop (see faceapi.token_centres), inside the face window."""
-        f = self.prepare.face_fraction
-        return token_centres() * f + (1 - f) / 2
+        return in_face_window(token_centres(), self.prepare.face_fraction)
 
     def _run(self, crops: torch.Tensor) -> ExpertOutput:
         x, scale, offset = self.prepare(crops)
         b = x.shape[0]
         if self.flip_average:
             x = torch.cat([x, x.flip(-1)])
-        fmap, landmarks = self.landmark_net(x)
+        race = self.race_net(crops)  # GEAR frames the crop its own way
+        landmark_map, landmarks = self.landmark_net(x)
         age, gender_logits = self.age_gender_net(x)
         gender = gender_logits.softmax(-1)
+        expression_map = self.expression_net.trunk_map(x)
+        expression = self.expression_net.head(expression_map).softmax(-1)
+        fmap = expression_map if self.face_token_source == "expression" else landmark_map
         if self.flip_average:
             mirrored = landmarks[b:, IBUG_MIRROR]
             mirrored = torch.stack([1 - mirrored[..., 0], mirrored[..., 1]], dim=-1)
             landmarks = (landmarks[:b] + mirrored) / 2
             age = (age[:b] + age[b:]) / 2
             gender = (gender[:b] + gender[b:]) / 2
+            expression = (expression[:b] + expression[b:]) / 2
             fmap = fmap[:b]  # tokens from the unmirrored pass: they must keep their place in the crop
         return ExpertOutput(
             face_tokens=fmap.flatten(2).transpose(1, 2),  # (B, 49, 256), row-major over the 7x7 map
@@ -129,12 +147,24 @@ class OfflineExpert(FacialExpert):
             landmarks_68=landmarks * scale + offset,
             age_years=age,
             gender_probs=gender.flip(-1),  # face-api orders (male, female); we use (female, male)
-            race_probs=None,
-            race_names=None,
+            race_probs=race.race_probs,
+            race_names=race.race_names,
             token_centres=token_centres().to(x.device) * scale + offset,
             age_scheme="years (face-api regression)",
             backend=self.name,
+            expression_probs=expression,
+            expression_names=self.expression_names,
         )
+
+
+class OfflineLandmarkExpert(OfflineExpert):
+    """The first offline design: the landmark net's map as the face tokens (an ablation arm)."""
+
+    name = "offline-landmark"
+
+    def __init__(self, face_fraction: float = DEFAULT_FACE_FRACTION, flip_average: bool = True,
+                 weights_dir: str | Path | None = None) -> None:
+        super().__init__(face_fraction, flip_average, weights_dir, face_tokens="landmark")
 
 
 class ExpressionClassifier(ExpressionNet):

@@ -134,8 +134,15 @@ class FaceExpressionNet(FaceFeatureTrunk):
         super().__init__()
         self.fc = nn.Linear(256, len(EXPRESSIONS))
 
+    def trunk_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 256, 7, 7): the map the head reads (the `offline` expert's face tokens)."""
+        return super().forward(x)
+
+    def head(self, trunk_map: torch.Tensor) -> torch.Tensor:
+        return self.fc(trunk_map.mean(dim=(2, 3)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(super().forward(x).mean(dim=(2, 3)))
+        return self.head(self.trunk_map(x))
 
 
 class ReductionBlock(nn.Module):

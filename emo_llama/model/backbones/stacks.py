@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emo_llama.expert import get_expert
+from emo_llama.expert import BASIC_EXPRESSIONS, expert_shape, get_expert
 from emo_llama.expert.facexformer.expert import FaceXFormerConfig
 from emo_llama.model.backbones import eva_vit, llamavid
 from emo_llama.model.backbones import llm as llm_lib
@@ -47,6 +47,7 @@ class Stack:
     options: dict = field(default_factory=dict)
     init_state: dict = field(default_factory=dict)        # EmoLlama-named weights for new modules (LLaMA-VID)
     config_overrides: dict = field(default_factory=dict)  # EmoLlamaConfig values those weights need
+    expression_names: tuple[str, ...] = ()  # the expert's expression reading (empty: it has none)
 
 
 def register(name: str):
@@ -151,15 +152,20 @@ def tiny_stack(encoders: bool = True, seed: int = 0, expert: nn.Module | None = 
         model = llm_lib.tiny_llama(len(tok), seed=seed)
     face_dim = expert.token_dim if expert is not None else TINY_FACE_DIM
     grid = tuple(expert.grid) if expert is not None else TINY_FACE_GRID
+    names = tuple(getattr(expert, "expression_names", None) or BASIC_EXPRESSIONS) if expert is not None else BASIC_EXPRESSIONS
     return Stack("tiny", _freeze(vision), _freeze(expert), 32, face_dim, grid, qformer, tok, set(), model, tok,
-                 options={"seed": seed})
+                 options={"seed": seed}, expression_names=names)
 
 
 @register("offline")
 def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attention_frequency: int = 2,
-                  vision_input: str = "face", qformer_dropout: float | None = None, **_) -> Stack:
+                  vision_input: str = "face", qformer_dropout: float | None = None, expert: str = "offline",
+                  **_) -> Stack:
     """EfficientNet-Lite0 + face-api expert + MiniLM-initialised Q-Former + SmolLM2-135M-Instruct (CPU, offline).
 
+    expert: the facial expert by name (`emo_llama.expert.EXPERTS`): "offline" (face-api's expression net's map
+    and reading, the default), "offline-landmark" (the landmark net's map, not trained for expression: the first
+    design, an ablation arm) or "facex".
     vision_input="face": EfficientNet reads the face crop, not the whole frame (the paper's X^V). mini's
     images are face crops, so whole-frame tokens of real photos (a body, a room) are out of its
     distribution: a linear probe trained on mini read 2 of the 15 real-face check items from
@@ -169,19 +175,19 @@ def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attentio
     from transformers import AutoTokenizer
 
     vision = vision_lib.EfficientNetLite0() if encoders else None
-    expert = _expert("offline") if encoders else None
+    expert_name, expert = expert, (_expert(expert) if encoders else None)
+    face_dim, grid, names = expert_shape(expert_name)
     folder = minilm_dir()
     bert_config = json.loads((folder / "config.json").read_text())
     qformer, pretrained = qformer_from_bert(load_file(str(folder / "model.safetensors")), bert_config, 1280,
                                             qformer_layers, cross_attention_frequency, dropout=qformer_dropout)
     qtok = AutoTokenizer.from_pretrained(folder)
     model, tok = llm_lib.load_smollm2()
-    face_dim = expert.token_dim if expert is not None else 256
-    grid = tuple(expert.grid) if expert is not None else (7, 7)
     return Stack("offline", _freeze(vision), expert, 1280, face_dim, grid, qformer, qtok, pretrained, model, tok,
                  lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
                  options={"qformer_layers": qformer_layers, "cross_attention_frequency": cross_attention_frequency,
-                          "vision_input": vision_input})
+                          "vision_input": vision_input, "expert": expert_name},
+                 expression_names=tuple(names or ()))
 
 
 @register("paper")
@@ -227,6 +233,8 @@ def paper_stack(vision_path: str | None = None, llm_path: str = "lmsys/vicuna-7b
         # CLS first: the Q-Former reads it, Eq. 2's values and FIM use the patches (LLaMA-VID)
         extra.setdefault("config_overrides", {})["vision_cls_token"] = True
         options["feature_name"] = "paper-eva_g"   # its own feature cache (257 x 1408 tokens, not CLIP's)
+    # FaceXFormer's released heads include no expression: no reading (use_expression then stays off)
+    extra["expression_names"] = tuple(getattr(face, "expression_names", None) or ())
     return Stack("paper", _freeze(encoder), face, vision_dim, face_dim, face_grid, qformer, qtok, pretrained,
                  model, tok, lora, torch_dtype, options, **extra)
 

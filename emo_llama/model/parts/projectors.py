@@ -82,3 +82,43 @@ class FeatureStandardiser(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+def word_embeddings(embedding: torch.Tensor, tokenizer, words) -> torch.Tensor:
+    """(K, D): the mean input embedding of each word's tokens, spelt as an answer spells it (no leading space)."""
+    rows = []
+    for word in words:
+        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"word {word!r} tokenises to nothing")
+        rows.append(embedding[ids].detach().float().mean(0))
+    return torch.stack(rows)
+
+
+class ExpressionEncoder(nn.Module):
+    """The expert's expression reading (K probabilities per frame) -> one token in the LLM's embedding space.
+
+    The token starts as what the reading says in the LLM's own words: sum_k p_k * E(word_k), with E the LLM's
+    (frozen) input embedding of the class names the expert reads ("happiness", ...). A trained MLP over the
+    log-probabilities is added to it; its last layer starts at zero, so training begins from the reading
+    itself and learns only what mini shows it should add. Why: mini is synthetic, and a projector trained
+    from scratch on it learns mini's mapping from the reading to the label, which need not be the mapping on
+    real faces; starting from the words keeps "the expert says happiness" meaning happiness.
+    """
+
+    LOG_FLOOR = 1e-4  # log-probabilities below log(1e-4) carry no information worth learning from
+
+    def __init__(self, words: torch.Tensor, hidden: int = 128, residual: bool = True):
+        super().__init__()
+        self.register_buffer("words", words.float(), persistent=False)  # rebuilt from the LLM at every load
+        self.residual = mlp_projector(words.shape[0], words.shape[1], hidden) if residual else None
+        if self.residual is not None:
+            nn.init.zeros_(self.residual[-1].weight)
+            nn.init.zeros_(self.residual[-1].bias)
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        probs = probs.to(self.words.dtype)
+        token = probs @ self.words
+        if self.residual is not None:
+            token = token + self.residual(probs.clamp(min=self.LOG_FLOOR).log())
+        return token

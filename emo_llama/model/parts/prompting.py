@@ -17,6 +17,7 @@ projected [context, visual, landmark] tokens of each frame, in time order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -149,18 +150,20 @@ def splice_media(inputs_embeds: torch.Tensor, media_mask: torch.Tensor, frame_to
     return inputs_embeds.masked_scatter(media_mask.unsqueeze(-1), frame_tokens.to(inputs_embeds.dtype))
 
 
-FRAME_TOKEN_NAMES = ("context", "visual", "landmark")  # per frame, in this order (EmoLlama.frame_tokens)
+FRAME_TOKEN_NAMES = ("context", "visual", "landmark", "expression")  # the order of EmoLlama.frame_tokens
 
 
-def batch_view(tokenizer, batch: dict[str, torch.Tensor], row: int = 0, tokens_per_frame: int = 3) -> list[dict]:
+def batch_view(tokenizer, batch: dict[str, torch.Tensor], row: int = 0,
+               token_names: Sequence[str] = FRAME_TOKEN_NAMES[:3]) -> list[dict]:
     """One row of a batch as the LLM reads it, position by position (padding left out).
 
+    `token_names`: each frame's tokens in order (`EmoLlama.frame_token_names`).
     Each entry: `pos`; `token` (the text piece, or `<F2:vis>` where frame 2's visual token is spliced in);
     `what` ("text" or e.g. "frame 2 visual"); `trained` (True where Eq. 6 computes a loss: the answer tokens).
     """
     ids, labels = batch["input_ids"][row].tolist(), batch["labels"][row].tolist()
     media, real = batch["media_mask"][row].tolist(), batch["attention_mask"][row].tolist()
-    names, k, rows = FRAME_TOKEN_NAMES[:tokens_per_frame], 0, []
+    names, tokens_per_frame, k, rows = tuple(token_names), len(token_names), 0, []
     for pos, (token_id, label, is_media, keep) in enumerate(zip(ids, labels, media, real)):
         if not keep:
             continue
