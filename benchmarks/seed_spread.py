@@ -31,21 +31,19 @@ from pathlib import Path
 
 from emo_llama.config import parse_args
 from emo_llama.train import run
+from emo_llama.train.checkpoint import RUN_NEUTRAL
 
 FINAL_ONLY = 10**9  # checkpoint_every for "save the last step only" (the loop always saves a due final step)
-# Fields that change neither the trained model nor its scores (where it goes, how it is shown, when it is saved)
-NOT_IN_THE_RESULT = ("output_dir", "progress", "resume", "checkpoint_every", "checkpoint_minutes", "check_memory",
-                     "device")
 
 
 def recorded_metrics(cfg) -> dict | None:
-    """The seed's metrics.json if it records exactly `cfg` (up to NOT_IN_THE_RESULT), else None."""
+    """The seed's metrics.json if it records exactly `cfg` (up to RUN_NEUTRAL's fields), else None."""
     path = Path(cfg.output_dir) / "metrics.json"
     if not path.exists():
         return None
     metrics = json.loads(path.read_text())
     wanted = json.loads(json.dumps(asdict(cfg), default=str))
-    same = all(metrics.get("config", {}).get(k) == v for k, v in wanted.items() if k not in NOT_IN_THE_RESULT)
+    same = all(metrics.get("config", {}).get(k) == v for k, v in wanted.items() if k not in RUN_NEUTRAL)
     return metrics if same else None
 
 

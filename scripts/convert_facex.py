@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from emo_llama.expert.base import WEIGHTS_DIR
 from emo_llama.expert.facex.expert import (
     LICENSE_FILE,
     REFERENCE_FILE,
-    WEIGHTS_DIR,
     WEIGHTS_FILE,
     load_facex_net,
 )

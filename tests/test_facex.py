@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
+from fixtures.scripts import load_script
 from safetensors.torch import load_file
 
 from emo_llama.expert import get_expert, get_expression_net
+from emo_llama.expert.base import WEIGHTS_DIR
 from emo_llama.expert.facex.expert import (
     REFERENCE_FILE,
-    WEIGHTS_DIR,
     WEIGHTS_FILE,
     dequantised,
     load_facex_net,
 )
 from emo_llama.expert.facex.net import FACEX_CLASSES, INPUT_SIZE, token_centres
-from emo_llama.utils import REPO_ROOT
 
 
 def _converter():
-    spec = importlib.util.spec_from_file_location("convert_facex", REPO_ROOT / "scripts" / "convert_facex.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/convert_facex.py")
 
 
 def test_port_matches_the_tflite_interpreter():

@@ -6,7 +6,8 @@ from safetensors import safe_open
 
 from emo_llama.data.labels import canonical_label
 from emo_llama.expert import get_expression_net
-from emo_llama.expert.fer_net import WEIGHTS_DIR, WEIGHTS_FILE, MiniXception, fer_input
+from emo_llama.expert.base import WEIGHTS_DIR
+from emo_llama.expert.fer_net import WEIGHTS_FILE, MiniXception, fer_input
 
 
 @pytest.fixture(scope="module")

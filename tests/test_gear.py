@@ -1,34 +1,27 @@
 """GEAR's race/gender/age net: the port computes what the original TF.js model computes, labels, bad input."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixtures.scripts import load_script
 
-from emo_llama.expert.base import GENDERS
+from emo_llama.expert.base import GENDERS, WEIGHTS_DIR
 from emo_llama.expert.gear import (
     AGE_GROUPS,
     INPUT_SIZE,
     RACE_NAMES,
     REFERENCE_FILE,
-    WEIGHTS_DIR,
     GearClassifier,
     load_gear_net,
     tf_crop_and_resize,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _convert_script():
     """scripts/convert_gear.py, whose reference_inputs() the recorded TF.js outputs were computed on."""
-    spec = importlib.util.spec_from_file_location("convert_gear", ROOT / "scripts" / "convert_gear.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/convert_gear.py")
 
 
 @pytest.fixture(scope="module")

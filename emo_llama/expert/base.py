@@ -8,6 +8,7 @@ subclasses `FacialExpert` and returns an `ExpertOutput`, so the model never know
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +17,10 @@ from torch import nn
 
 from emo_llama.expert.au import au_region_masks
 from emo_llama.prompts import GENDERS, agr_from_expert
+from emo_llama.utils import REPO_DATA
+
+WEIGHTS_DIR = REPO_DATA / "weights"  # every converted net's safetensors ship here (data/weights/README.md)
+LUMA_RGB = (0.299, 0.587, 0.114)  # ITU-R BT.601, what cv2.COLOR_BGR2GRAY uses (FER's and facex's gray input)
 
 # The seven basic expressions in canonical class names (emo_llama.data.labels spells classes this way)
 BASIC_EXPRESSIONS = ("neutral", "happiness", "sadness", "anger", "fear", "disgust", "surprise")
@@ -117,6 +122,23 @@ def crops_to_tensor(crops) -> torch.Tensor:
 
 
 MIN_SIDE = 8  # crops smaller than this are degenerate: no face can be read from them
+
+
+def weights_path(weights_dir, file_name: str, what: str, recreate: str) -> Path:
+    """`weights_dir` (default data/weights) / `file_name`, or FileNotFoundError saying how to re-create it
+    (`recreate`: the conversion command)."""
+    path = Path(weights_dir or WEIGHTS_DIR) / file_name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the converted {what} weights ship with the repository under "
+                                f"data/weights/ (re-create them with `{recreate}`)")
+    return path
+
+
+def frozen(module: nn.Module) -> nn.Module:
+    """No gradients, eval mode: every converted net here is used as it was trained."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
 
 
 def check_face_fraction(face_fraction: float) -> float:
@@ -226,9 +248,7 @@ class FacialExpert(nn.Module):
     min_side: int = MIN_SIDE
 
     def freeze(self) -> FacialExpert:
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self.eval()
+        return frozen(self)
 
     @property
     def device(self) -> torch.device:

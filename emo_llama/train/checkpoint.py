@@ -111,10 +111,10 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> t
     return int(state["step"]), list(state["train_loss"])
 
 
-# TrainConfig fields that do not change the trained model: where it goes, how it is shown, when it is saved,
-# and what is evaluated afterwards.
-RESULT_NEUTRAL = ("output_dir", "progress", "resume", "checkpoint_every", "checkpoint_minutes", "check_memory",
-                  "device", "zero_shot", "real_faces", "eval_batch_size", "max_new_tokens", "eval_limit")
+# TrainConfig fields that change neither the trained model nor its scores: where it goes, how it is shown, when
+# it is saved; then those that change only what is evaluated afterwards. RESULT_NEUTRAL: both.
+RUN_NEUTRAL = ("output_dir", "progress", "resume", "checkpoint_every", "checkpoint_minutes", "check_memory", "device")
+RESULT_NEUTRAL = (*RUN_NEUTRAL, "zero_shot", "real_faces", "eval_batch_size", "max_new_tokens", "eval_limit")
 
 
 def run_fingerprint(config: dict, train_samples, features_key: str, model) -> dict:

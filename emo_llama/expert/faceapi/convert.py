@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emo_llama.expert.base import WEIGHTS_DIR
 from emo_llama.expert.faceapi.nets import AgeGenderNet, FaceExpressionNet, FaceLandmark68Net
 from emo_llama.expert.faceapi.tfjs_weights import convert_manifest, load_state_dict
 from emo_llama.faces.samples import astronaut, grace_hopper
-from emo_llama.utils import REPO_DATA
 
 # TF.js model name in the npm package -> (our file name, the module that must load it strictly).
 MODELS = {
@@ -28,7 +28,7 @@ MODELS = {
     "face_expression_model": ("face_expression.safetensors", FaceExpressionNet),
 }
 
-DEFAULT_WEIGHTS_DIR = REPO_DATA / "weights"
+DEFAULT_WEIGHTS_DIR = WEIGHTS_DIR
 
 LICENSE_TEXT = """\
 The files face_landmark_68.safetensors, age_gender.safetensors and face_expression.safetensors in

@@ -38,7 +38,9 @@ from emo_llama.expert.base import (
     FacialExpert,
     check_face_fraction,
     face_window,
+    frozen,
     in_face_window,
+    weights_path,
 )
 from emo_llama.expert.faceapi.nets import (
     EXPRESSIONS,
@@ -52,9 +54,7 @@ from emo_llama.expert.faceapi.nets import (
 from emo_llama.expert.faceapi.tfjs_weights import load_state_dict
 from emo_llama.expert.gear import GearClassifier
 from emo_llama.expert.landmarks import IBUG_MIRROR
-from emo_llama.utils import REPO_DATA
 
-WEIGHTS_DIR = REPO_DATA / "weights"
 DEFAULT_FACE_FRACTION = 1 / 1.5  # FaceCropper's default margin 0.5
 EXPRESSION_CLASSES = BASIC_EXPRESSIONS  # face-api's EXPRESSIONS order, in canonical class names
 FACE_TOKEN_SOURCES = ("expression", "landmark")
@@ -63,12 +63,8 @@ FACE_TOKEN_SOURCES = ("expression", "landmark")
 
 
 def load_net(module: nn.Module, file_name: str, weights_dir: str | Path | None = None) -> nn.Module:
-    path = Path(weights_dir or WEIGHTS_DIR) / file_name
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: the converted face-api weights ship with the repository under data/weights/ "
-            "(re-create them with `python scripts/convert_faceapi.py <face-api npm tarball>`)"
-        )
+    path = weights_path(weights_dir, file_name, "face-api",
+                        "python scripts/convert_faceapi.py <face-api npm tarball>")
     module.load_state_dict(load_state_dict(path), strict=True)
     return module.eval()
 
@@ -181,9 +177,7 @@ class ExpressionClassifier(ExpressionNet):
         self.prepare = FaceApiInput(face_fraction)
         self.flip_average = flip_average
         self.net = load_net(FaceExpressionNet(), "face_expression.safetensors", weights_dir)
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
+        frozen(self)
 
     def net_input(self, crops: torch.Tensor) -> torch.Tensor:
         return self.prepare(crops)[0]

@@ -26,22 +26,22 @@ from safetensors.torch import load_file
 from torch import nn
 
 from emo_llama.expert.base import (
+    LUMA_RGB,
     ExpertOutput,
     ExpressionNet,
     FacialExpert,
     check_face_fraction,
     face_window,
+    frozen,
     in_face_window,
+    weights_path,
 )
 from emo_llama.expert.faceapi.expert import OfflineExpert
 from emo_llama.expert.facex.net import FACEX_CLASSES, FEATURE_DIM, GRID, INPUT_SIZE, FacexNet, token_centres
-from emo_llama.utils import REPO_DATA
 
-WEIGHTS_DIR = REPO_DATA / "weights"
 WEIGHTS_FILE = "facex_expression.safetensors"
 LICENSE_FILE = "LICENSE-facex.txt"
 REFERENCE_FILE = "facex_reference.json"
-LUMA_RGB = (0.299, 0.587, 0.114)
 DEFAULT_FACEX_FACE_FRACTION = 1 / 1.5
 
 
@@ -56,11 +56,7 @@ def dequantised(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_facex_net(weights_dir: str | Path | None = None) -> FacexNet:
-    path = Path(weights_dir or WEIGHTS_DIR) / WEIGHTS_FILE
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: the converted facex weights ship with the repository under data/weights/ "
-            "(re-create them with `python scripts/convert_facex.py <facex wheel>`)")
+    path = weights_path(weights_dir, WEIGHTS_FILE, "facex", "python scripts/convert_facex.py <facex wheel>")
     net = FacexNet()
     net.load_state_dict(dequantised(load_file(str(path))), strict=True)
     return net.eval()
@@ -95,9 +91,7 @@ class FacexExpressionClassifier(ExpressionNet):
         self.prepare = FacexInput(face_fraction)
         self.flip_average = flip_average
         self.net = _LogitsOnly(load_facex_net(weights_dir))
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
+        frozen(self)
 
     def net_input(self, crops: torch.Tensor) -> torch.Tensor:
         return self.prepare(crops)[0]

@@ -152,9 +152,9 @@ def tiny_stack(encoders: bool = True, seed: int = 0, expert: nn.Module | None = 
         model = llm_lib.tiny_llama(len(tok), seed=seed)
     face_dim = expert.token_dim if expert is not None else TINY_FACE_DIM
     grid = tuple(expert.grid) if expert is not None else TINY_FACE_GRID
-    names = tuple(getattr(expert, "expression_names", None) or BASIC_EXPRESSIONS) if expert is not None else BASIC_EXPRESSIONS
+    names = getattr(expert, "expression_names", None) or BASIC_EXPRESSIONS  # no expert loaded: the tiny one's
     return Stack("tiny", _freeze(vision), _freeze(expert), 32, face_dim, grid, qformer, tok, set(), model, tok,
-                 options={"seed": seed}, expression_names=names)
+                 options={"seed": seed}, expression_names=tuple(names))
 
 
 @register("offline")
