@@ -8,7 +8,7 @@ A linear classifier on one of them bounds what the trained modules can read from
 real-face check set (`emo_llama.faces.samples.real_face_set`: 12 smiles and 2 neutral faces), it says
 whether what mini teaches through that feature carries over to real faces.
 
-Data: the training run's own features. The splits come from `emo_llama.train.items.load_splits` and
+Data: the training run's own features. The splits come from `emo_llama.data.splits.load_splits` and
 the features from the on-disk store that training reads (`emo_llama.features.extract_to_store`; what is
 missing is extracted first: 84 s for mini with the offline stack in `make train` on an idle 2-core
 machine); the real photos go through the same extractor, as in `emo_llama.evaluate.real_faces`. With
@@ -51,6 +51,7 @@ from threadpoolctl import threadpool_limits
 
 from emo_llama.config import TrainConfig
 from emo_llama.data import compute_metrics
+from emo_llama.data.splits import load_splits
 from emo_llama.expert import get_expression_net
 from emo_llama.faces.samples import real_face_set
 from emo_llama.features import MediaFeatures, extract_to_store
@@ -58,7 +59,6 @@ from emo_llama.model import EmoLlama, get_stack
 from emo_llama.model.parts.projectors import normalise_landmarks
 from emo_llama.prompts import category_question
 from emo_llama.train.align import class_word_cosines, class_word_embeddings
-from emo_llama.train.items import load_splits
 from emo_llama.utils import torch_threads
 
 FeatureFn = Callable[[MediaFeatures], torch.Tensor]  # -> (frames, dims)
@@ -253,7 +253,8 @@ def main() -> None:
     start = time.perf_counter()
     cfg = TrainConfig(dataset=args.dataset, stack=args.stack, train_limit=args.train_limit,
                       eval_limit=args.eval_limit)
-    classes, train_samples, test_samples, _ = load_splits(cfg)
+    splits = load_splits(cfg)
+    classes, train_samples, test_samples = splits.classes, splits.train, splits.test
     extractor, store, errors = extract_to_store(get_stack(args.stack), train_samples + test_samples,
                                                 cfg.max_frames, "cpu", root=args.store_root)
     splits = {"train": [s for s in train_samples if str(s.media) in store],

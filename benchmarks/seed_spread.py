@@ -26,25 +26,14 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from emo_llama.config import parse_args
 from emo_llama.train import run
-from emo_llama.train.checkpoint import RUN_NEUTRAL
+from emo_llama.train.checkpoint import recorded_metrics
 
 FINAL_ONLY = 10**9  # checkpoint_every for "save the last step only" (the loop always saves a due final step)
-
-
-def recorded_metrics(cfg) -> dict | None:
-    """The seed's metrics.json if it records exactly `cfg` (up to RUN_NEUTRAL's fields), else None."""
-    path = Path(cfg.output_dir) / "metrics.json"
-    if not path.exists():
-        return None
-    metrics = json.loads(path.read_text())
-    wanted = json.loads(json.dumps(asdict(cfg), default=str))
-    same = all(metrics.get("config", {}).get(k) == v for k, v in wanted.items() if k not in RUN_NEUTRAL)
-    return metrics if same else None
 
 
 def seed_line(seed: int, metrics: dict, seconds: float) -> dict:

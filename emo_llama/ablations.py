@@ -1,10 +1,13 @@
-"""The paper's ablations (Tab. 5-9) as data: named arms of `TrainConfig` overrides, run with shared work.
+"""The paper's ablations (Tab. 5-9) and cross-modality tables (Tab. 2/3) as data: named arms of `TrainConfig`
+overrides, run with shared work.
 
-    python -m emo_llama.ablations --table 5 --seeds 3
+    python -m emo_llama.ablations --table 5 --seeds 3 --workers 2
+    python -m emo_llama.ablations --table 2,3 --seeds 3 --workers 2 --output_dir runs/cross_modality   # Tab. 2/3
     python -m emo_llama.ablations --table 5,6,7,8,9 --seeds 3 --max_steps 60 --align_steps 40   # any TrainConfig flag
 
 One arm = one name in `ARMS`: the TrainConfig fields that make it (`overrides`), the evaluation-only
-changes (`inference`: the trained model of `overrides` is reused, Tab. 8) and the paper's own figures
+changes (`inference`: the trained model of `overrides` is reused, Tab. 8), the media kind it is read on
+(`scored_kind`: Tab. 2/3 train on one kind and read the other) and the paper's own figures
 (`paper`: MAFW UAR/WAR and AffectNet Acc in percent, as its tables print them).
 
 Every arm sets all the ablated fields itself (`ABLATED`), so an arm means the same whatever the base config.
@@ -24,19 +27,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 from emo_llama.config import TrainConfig, parse_args
+from emo_llama.data.splits import load_splits
 from emo_llama.evaluate import evaluate, headline
+from emo_llama.features import extract_to_store
+from emo_llama.model import EmoLlama
 from emo_llama.prompts import eval_questions
-from emo_llama.train import run
-from emo_llama.train.items import load_splits
+from emo_llama.train import RunResult, run
+from emo_llama.train.checkpoint import recorded_metrics
 from emo_llama.utils import repo_path
 
 TABLES: dict[int, str] = {
+    2: "cross-modality: scored on videos",
+    3: "cross-modality: scored on images",
     5: "facial priors",
     6: "instruction data types",
     7: "Face Info Mining",
@@ -47,7 +59,8 @@ TABLES: dict[int, str] = {
 # use_expression None: the expert's expression token wherever the stack's expert reads expressions (offline).
 ABLATED: dict = {"use_face_embedding": True, "use_expression": None, "use_landmarks": True, "use_agr": True,
                  "fim_mode": "fim",
-                 "instruction_types": ("category", "conversation"), "resample": True, "descriptive_text": False}
+                 "instruction_types": ("category", "conversation"), "resample": True, "descriptive_text": False,
+                 "train_kinds": ("image", "video")}
 METRICS = ("acc", "uar", "war")
 
 # The expert's expression token belongs to the face-embedding prior: both come from the expert's expression
@@ -57,6 +70,7 @@ FACE_ROI = {"use_face_embedding": True, "use_landmarks": False, "use_agr": False
 FACE_LANDMARK = {"use_face_embedding": True, "use_landmarks": True, "use_agr": False}
 ALL_PRIORS = {"use_face_embedding": True, "use_landmarks": True, "use_agr": True}
 CATEGORY = {"instruction_types": ("category",)}
+IMAGES_ONLY, VIDEOS_ONLY = {"train_kinds": ("image",)}, {"train_kinds": ("video",)}
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class Arm:
     overrides: dict = field(default_factory=dict)     # TrainConfig fields of the trained model
     inference: dict = field(default_factory=dict)     # evaluation-only changes (the trained model is reused)
     paper: dict = field(default_factory=dict)         # mafw_uar, mafw_war, affectnet_acc (percent, the paper's)
+    scored_kind: str | None = None                    # read one media kind of the test split (Tab. 2/3)
 
     def config(self, base: TrainConfig) -> TrainConfig:
         """The arm's training config: `base` with every ablated field set as the arm says."""
@@ -82,6 +97,16 @@ def _paper(uar=None, war=None, acc=None) -> dict:
 
 
 ARMS: dict[str, Arm] = {a.name: a for a in (
+    # Tab. 2/3: cross-modality on mini (the paper trains on images and scores videos, Tab. 2, and the reverse,
+    # Tab. 3, on the real benchmarks). All priors; one training per media kind, each read on both kinds.
+    Arm("t2_images_on_videos", 2, "trained on images", ALL_PRIORS | IMAGES_ONLY, scored_kind="video",
+        paper=_paper(27.26, 38.09)),  # EMO-LLaMA trained on images, zero-shot on MAFW
+    Arm("t2_videos_on_videos", 2, "trained on videos", ALL_PRIORS | VIDEOS_ONLY, scored_kind="video"),
+    Arm("t2_both_on_videos", 2, "trained on both", ALL_PRIORS, scored_kind="video"),
+    Arm("t3_videos_on_images", 3, "trained on videos", ALL_PRIORS | VIDEOS_ONLY, scored_kind="image",
+        paper=_paper(acc=38.43)),  # EMO-LLaMA trained on videos, zero-shot on AffectNet
+    Arm("t3_images_on_images", 3, "trained on images", ALL_PRIORS | IMAGES_ONLY, scored_kind="image"),
+    Arm("t3_both_on_images", 3, "trained on both", ALL_PRIORS, scored_kind="image"),
     # Tab. 5: facial priors (MAFW)
     Arm("t5_no_priors", 5, "no facial priors", NO_PRIORS, paper=_paper(34.75, 44.86)),
     Arm("t5_face_roi", 5, "face embedding + landmarks for ROIs", FACE_ROI, paper=_paper(40.67, 45.52)),
@@ -135,6 +160,8 @@ def _key(overrides: dict) -> str:
              "+".join(cfg["instruction_types"]) or "notuning", ("resample" if cfg["resample"] else "shuffle")]
     if cfg["descriptive_text"]:
         parts.append("text")
+    if tuple(cfg["train_kinds"]) != ABLATED["train_kinds"]:
+        parts.append("+".join(cfg["train_kinds"]) + "-only")
     return "-".join(parts)
 
 
@@ -177,7 +204,7 @@ def score_with(result, cfg: TrainConfig, inference: dict, progress: bool = False
 
     The test split is read again with the changed config, so MAFW's loader is asked for its captions."""
     icfg = replace(cfg, **inference)
-    captions = {str(s.media): s.caption for s in load_splits(icfg)[2]}
+    captions = {str(s.media): s.caption for s in load_splits(icfg).test}
     samples = [replace(s, caption=captions.get(str(s.media), s.caption)) for s in result.test_samples]
     questions = eval_questions(samples, result.classes, icfg.descriptive_text)
     media = [result.features.get(str(s.media)) for s in samples]
@@ -186,13 +213,68 @@ def score_with(result, cfg: TrainConfig, inference: dict, progress: bool = False
                     desc="eval with " + ",".join(inference), paths=[s.media for s in samples])
 
 
+def train_job(base: TrainConfig, job: Job, seed: int, out: Path, threads: int | None = None) -> tuple[dict, dict]:
+    """One training of the plan and the arms read off it: ({arm name: figures}, timing). Runs in the calling
+    process or in a worker process (`workers`), so it takes and returns plain data only. A training whose folder
+    already holds a finished run of exactly this config (`recorded_metrics`) is read back, not trained again: a
+    killed set resumes, and a notebook re-run with the same parameters takes minutes."""
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    cfg = replace(base, **job.overrides, seed=seed, zero_shot=job.zero_shot,
+                  output_dir=str(out / "runs" / f"{job.key}-seed{seed}"), resume=False)
+    recorded = recorded_metrics(cfg)
+    result = run(cfg, log=lambda _: None) if recorded is None else None
+    metrics = recorded or result.metrics
+    seconds = time.perf_counter() - t0
+    test_kinds = None
+    rows = {}
+    for arm, source in job.reads:
+        if source == "zero_shot":
+            figures, how = metrics["zero_shot"], "zero-shot evaluation of this run's untrained model"
+        elif arm.inference:
+            result = result or reloaded(cfg, metrics)
+            figures = headline(score_with(result, cfg, arm.inference))
+            how = f"this run re-scored with {arm.inference}"
+        else:
+            figures, how = metrics["trained"], "this run"
+        if arm.scored_kind:  # the cross-modality tables read one media kind of the test split
+            if test_kinds is None:
+                test_kinds = {s.kind for s in (result.test_samples if result is not None else load_splits(cfg).test)}
+            figures = _of_kind(figures, arm, test_kinds)
+        figures = {k: v for k, v in figures.items() if k != "by_kind"}
+        real = metrics.get("real_faces") if source == "trained" else None  # the trained model's
+        rows[arm.name] = ({"seed": seed, **figures, "run": job.key, "source": how}
+                          | ({"real_faces": f"{real['correct']}/{real['total']}"} if real else {}))
+    timing = {"seed": seed, "run": job.key, "seconds": round(seconds, 1), "read_back": recorded is not None,
+              "with_rescoring_seconds": round(time.perf_counter() - t0, 1),
+              "steps": metrics.get("steps"), "train_seconds": metrics.get("train_seconds"),
+              "align_seconds": metrics.get("align_seconds")}
+    return rows, timing
+
+
+def reloaded(cfg: TrainConfig, metrics: dict) -> RunResult:
+    """A finished run's model, test split and features, for re-scoring it (Tab. 8) without training again."""
+    model = EmoLlama.from_pretrained(Path(cfg.output_dir) / "model", device=cfg.device)
+    splits = load_splits(cfg)
+    bank = splits.bank if splits.bank is not None else extract_to_store(  # a synthetic split brings its own
+        model.stack, splits.test, cfg.max_frames, model.device, progress=False)[1]
+    return RunResult(metrics, model, bank, splits.test, splits.classes_of[splits.primary],
+                     output_dir=Path(cfg.output_dir))
+
+
 def run_ablations(tables: Sequence[int] | str | None = None, seeds: int | Sequence[int] = 3,
                   base: TrainConfig | None = None, output_dir: str | Path = "runs/06_ablations",
-                  arms: Sequence[str] | str | None = None, log: Callable[[str], None] = print) -> dict:
+                  arms: Sequence[str] | str | None = None, log: Callable[[str], None] = print,
+                  workers: int = 1) -> dict:
     """Run the arms of `tables` (or the named `arms`) for each seed; write results.json and the figures.
 
     base: the config every arm starts from (data, stack, run size); its ablated fields are ignored.
     seeds: a count (0..n-1) or the seeds themselves.
+    workers: trainings run at once, each in its own process with an equal share of the CPU threads (on 2 cores,
+    2 one-thread trainings side by side finish in about the time of one two-thread training). Every training is
+    a pure function of its config and seed, so the figures do not depend on `workers`, up to the summation order
+    of the thread count (a different thread count acts like one more seed; see README).
     """
     base = base or TrainConfig()
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -200,42 +282,48 @@ def run_ablations(tables: Sequence[int] | str | None = None, seeds: int | Sequen
     jobs = plan(chosen)
     out = repo_path(output_dir)  # relative: the repository's runs/, from JupyterLab (cwd notebooks/) too
     out.mkdir(parents=True, exist_ok=True)
-    per_arm: dict[str, list[dict]] = {a.name: [] for a in chosen}
-    timings = []
+    earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    trained_before = {(t["seed"], t["run"]): t for t in earlier.get("runs", [])}
     t_all = time.perf_counter()
-    log(f"{len(chosen)} arms -> {len(jobs)} trainings x {len(seeds)} seeds")
-    for seed in seeds:
-        for job in jobs:
-            t0 = time.perf_counter()
-            cfg = replace(base, **job.overrides, seed=seed, zero_shot=job.zero_shot,
-                          output_dir=str(out / "runs" / f"{job.key}-seed{seed}"), resume=False)
+    log(f"{len(chosen)} arms -> {len(jobs)} trainings x {len(seeds)} seeds" + (f", {workers} at once" if workers > 1 else ""))
+    todo = [(seed, job) for seed in seeds for job in jobs]
+    done: list[tuple[dict, dict]] = []
+    if workers <= 1:
+        for seed, job in todo:
             log(f"== seed {seed}: {job.key} ({', '.join(a.name for a, _ in job.reads)})")
-            result = run(cfg, log=lambda _: None)
-            seconds = time.perf_counter() - t0
-            for arm, source in job.reads:
-                if source == "zero_shot":
-                    scored, how = result.zero_shot, "zero-shot evaluation of this run's untrained model"
-                elif arm.inference:
-                    scored, how = score_with(result, cfg, arm.inference), f"this run re-scored with {arm.inference}"
-                else:
-                    scored, how = result.trained, "this run"
-                figures = headline(scored)
-                real = result.metrics.get("real_faces") if source == "trained" else None  # the trained model's
-                per_arm[arm.name].append({"seed": seed, **figures, "run": job.key, "source": how}
-                                         | ({"real_faces": f"{real['correct']}/{real['total']}"} if real else {}))
-                log(f"   {arm.name:<26} UAR {figures['uar']:.3f}  WAR {figures['war']:.3f}  acc {figures['acc']:.3f}")
-            timings.append({"seed": seed, "run": job.key, "seconds": round(seconds, 1),
-                            "with_rescoring_seconds": round(time.perf_counter() - t0, 1),
-                            "steps": result.metrics.get("steps"), "train_seconds": result.metrics.get("train_seconds"),
-                            "align_seconds": result.metrics.get("align_seconds")})
-            del result
+            done.append(train_job(base, job, seed, out))
+            _log_rows(done[-1][0], log)
+    else:
+        threads = max(1, torch.get_num_threads() // workers)
+        # spawn: a fresh interpreter per worker (a forked process would inherit the parent's torch threads)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(train_job, base, job, seed, out, threads): (seed, job) for seed, job in todo}
+            for future in as_completed(futures):
+                seed, job = futures[future]
+                done.append(future.result())
+                timing = done[-1][1]
+                log(f"== seed {seed}: {job.key} " + ("read back from its folder" if timing["read_back"]
+                                                     else f"done ({timing['seconds']:.0f} s)"))
+                _log_rows(done[-1][0], log)
+    for _, timing in done:  # a training read back keeps the cost recorded when it was trained
+        earlier_timing = trained_before.get((timing["seed"], timing["run"]))
+        if timing["read_back"] and earlier_timing:
+            timing |= {"read_back_seconds": timing["seconds"], "seconds": earlier_timing["seconds"],
+                       "with_rescoring_seconds": earlier_timing["with_rescoring_seconds"]}
+    order = {(seed, job.key): i for i, (seed, job) in enumerate(todo)}
+    done.sort(key=lambda d: order[(d[1]["seed"], d[1]["run"])])  # seed order, whatever finished first
+    per_arm: dict[str, list[dict]] = {a.name: [rows[a.name] for rows, _ in done if a.name in rows] for a in chosen}
     results = {
         "config": {k: v for k, v in asdict(base).items() if k not in ABLATED},
         "seeds": seeds,
+        "workers": workers,
         "tables": sorted({a.table for a in chosen}),
         "arms": {a.name: summarise_arm(a, per_arm[a.name]) for a in chosen},
-        "runs": timings,
+        "runs": [timing for _, timing in done],
         "wall_seconds": round(time.perf_counter() - t_all, 1),
+        # a set read back whole: the wall time of the execution that trained it (results.json before this one)
+        "trained_wall_seconds": (earlier.get("trained_wall_seconds") or earlier.get("wall_seconds")
+                                 if done and all(t["read_back"] for _, t in done) else None),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     for table in results["tables"]:
@@ -243,6 +331,20 @@ def run_ablations(tables: Sequence[int] | str | None = None, seeds: int | Sequen
         fig.savefig(out / f"tab{table}.png", dpi=110, bbox_inches="tight")
     log(f"wrote {out / 'results.json'} and tab*.png ({results['wall_seconds'] / 60:.1f} min)")
     return results
+
+
+def _of_kind(figures: dict, arm: Arm, kinds: set[str]) -> dict:
+    """The figures of `arm.scored_kind`'s test samples (a split of one kind has no `by_kind`: its figures are it)."""
+    by_kind = figures.get("by_kind") or ({arm.scored_kind: figures} if kinds == {arm.scored_kind} else {})
+    if arm.scored_kind not in by_kind:
+        raise ValueError(f"{arm.name} is scored on the test split's {arm.scored_kind}s, and the scored samples "
+                         f"hold none (kinds: {sorted(kinds)}); raise eval_limit")
+    return {k: v for k, v in by_kind[arm.scored_kind].items() if k != "by_kind"} | {"kind": arm.scored_kind}
+
+
+def _log_rows(rows: dict, log: Callable[[str], None]) -> None:
+    for name, f in rows.items():
+        log(f"   {name:<26} UAR {f['uar']:.3f}  WAR {f['war']:.3f}  acc {f['acc']:.3f}")
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -304,6 +406,28 @@ def difference_vs_spread(results: dict, table: int, metric: str = "uar") -> str:
             f"{verdict}.")
 
 
+def plot_paper(table: int):
+    """The paper's own figures for a table's arms (hollow diamonds): what a table not run here would be read
+    against."""
+    from matplotlib.figure import Figure
+
+    arms = [a for a in arms_of(table) if a.paper]
+    keys = [k for k in ("mafw_uar", "mafw_war", "affectnet_acc") if any(k in a.paper for a in arms)]
+    fig = Figure(figsize=(3.2 * len(keys) + 0.6, 3.2))
+    for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys):
+        shown = [a for a in arms if key in a.paper]
+        ax.scatter(range(len(shown)), [a.paper[key] for a in shown], marker="D", facecolors="none",
+                   edgecolors="tab:red", s=40, label="paper")
+        ax.set_xticks(range(len(shown)), [a.row for a in shown], rotation=25, ha="right", fontsize=8)
+        ax.set_title(key.replace("mafw_", "MAFW ").replace("affectnet_", "AffectNet ").upper(), fontsize=10)
+        ax.set_ylabel("percent")
+        ax.set_xlim(-0.5, len(shown) - 0.5)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"Tab. {table}: {TABLES[table]}: the paper's figures (not run here)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def plot_table(results: dict, table: int):
     """Per metric panel: every seed's point, mean ± std bar, and the paper's figure (hollow diamond)."""
     from matplotlib.figure import Figure
@@ -345,15 +469,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description="The paper's ablations (Tab. 5-9); every other flag is a TrainConfig field "
                     "(python -m emo_llama.train --help), e.g. --dataset mafw --data_root ... --max_steps 60")
-    parser.add_argument("--table", default="5,6,7,8,9", help="table number(s), comma-separated (default: all)")
+    parser.add_argument("--table", default="5,6,7,8,9", help="table number(s), comma-separated (default: 5-9; "
+                        "2,3: cross-modality)")
     parser.add_argument("--arms", default="", help="arm names instead of tables, comma-separated: " + ", ".join(ARMS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1 per arm (default: 3)")
     parser.add_argument("--output_dir", default="runs/06_ablations", help="results.json and tab*.png go here")
+    parser.add_argument("--workers", type=int, default=1, help="trainings at once, one process each (default: 1)")
     args, rest = parser.parse_known_args(argv)
     base = parse_args(rest)
     if "--real_faces" not in rest and base.stack == "tiny":  # random weights say nothing about real faces
         base = replace(base, real_faces=False)
-    return run_ablations(args.table, args.seeds, base, args.output_dir, arms=args.arms or None)
+    return run_ablations(args.table, args.seeds, base, args.output_dir, arms=args.arms or None, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class EmoLlamaConfig:
     landmark_hidden: int = 256
     dropout: float = 0.0
     # Ablation arms (paper Tab. 5 and 7): each one flag.
-    fim_mode: str = "fim"              # "fim" | "pool_concat"
+    fim_mode: str = "fim"              # "fim" | "pool_concat" | "mean" (LLaMA-VID's content token)
     use_face_embedding: bool = True
     use_landmarks: bool = True         # landmark token per frame (AU regions are used either way)
     use_agr: bool = True
@@ -109,7 +109,14 @@ class TrainConfig:
     dataset: str = "mini"                  # mini | rafdb | affectnet | ferplus | dfew | ferv39k | mafw
     data_root: str | None = None           # folder of a downloaded benchmark (unset: the default; mini needs none)
     fold: int = 1                          # DFEW / MAFW / RAF-DB fold
+    datasets: tuple[str, ...] = ()         # train on several at once, each a name or name and folder (empty: dataset)
+    dataset_weights: tuple[float, ...] = ()  # share of category draws per dataset in `datasets` (empty: by size)
+    train_kinds: tuple[str, ...] = ("image", "video")  # media kinds trained on (Tab. 2/3: one kind, scored on the other)
+    eval_datasets: tuple[str, ...] = ()    # also score the trained model on these datasets' test splits (as datasets)
     instruction_types: tuple[str, ...] = ("category", "conversation")  # Tab. 6
+    instruction_files: tuple[str, ...] = ()  # LLaVA / LLaMA-VID-style JSON records to train on as well
+    instruction_root: str | None = None    # folder their media paths are relative to (unset: each file's folder)
+    instruction_strict: bool = False       # a bad instruction record stops the run (else it is named and counted)
     conversation_share: float | None = None  # share of training draws that are conversations (rest: category)
     conversation_turns: int | None = None  # turns per conversation (3 = the generator's full dialogue)
     choice_share: float = 0.0              # category questions ending with the zero-shot guard / "My choice is:"
@@ -121,7 +128,7 @@ class TrainConfig:
     limit_seed: int = 0                    # seed of those draws (fixed, so training seeds share one subset)
     # model (EmoLlamaConfig fields of the same name; any other one through model_options)
     stack: str = "offline"                 # tiny | offline | paper
-    fim_mode: str = "fim"                  # "fim" (Eq. 3) | "pool_concat" (Tab. 7)
+    fim_mode: str = "fim"                  # "fim" (Eq. 3) | "pool_concat" (Tab. 7) | "mean" (LLaMA-VID's)
     use_face_embedding: bool = True        # Tab. 5: the facial expert's face tokens
     use_landmarks: bool = True             # Tab. 5: the landmark token
     use_agr: bool = True                   # Tab. 5: the AGR prompt
@@ -225,7 +232,8 @@ def _literal(value) -> str:
 # Notebook 05's parameters: the same names, defaults and comments. An unset field is None there too
 # (`papermill -p lr None`), so notebook and command line read every value alike (`coerce`).
 NOTEBOOK_PARAMETERS = (
-    "dataset", "data_root", "fold", "stack", "recipe", *STACK_PATHS, "max_steps", "epochs", "batch_size", "lr",
+    "dataset", "data_root", "fold", "datasets", "dataset_weights", "train_kinds", "eval_datasets", "instruction_files",
+    "instruction_root", "stack", "recipe", *STACK_PATHS, "max_steps", "epochs", "batch_size", "lr",
     "new_module_lr", "align_steps", "freeze_after_align", "lora_r", "fim_mode", "use_face_embedding",
     "use_expression", "use_landmarks", "use_agr", "resample", "instruction_types", "conversation_share", "descriptive_text",
     "train_limit", "eval_limit", "limit_seed", "output_dir", "checkpoint_every", "checkpoint_minutes", "resume",
@@ -291,10 +299,10 @@ def coerce(kind, value, name: str = "value"):
         if isinstance(value, str):
             return value
     elif typing.get_origin(base) is tuple:
-        if text is not None:
-            return tuple(x.strip() for x in text.split(",") if x.strip())
-        if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
-            return tuple(value)
+        item = typing.get_args(base)[0]
+        parts = [x.strip() for x in text.split(",") if x.strip()] if text is not None else value
+        if isinstance(parts, (list, tuple)):
+            return tuple(coerce(item, x, name) for x in parts)
     elif base is dict:
         parsed = json.loads(text) if text is not None else value
         if isinstance(parsed, dict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import re
@@ -166,3 +168,8 @@ def without_is_gradient_checkpointing_warning() -> Iterator[None]:
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning,
                                 module=r"transformers\.modeling_utils")
         yield
+
+
+def digest(value) -> str:
+    """A short stable hash of a JSON-able value (names checkpoint and saved-answer folders by what they depend on)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -110,11 +110,12 @@ def test_a_capped_split_is_a_seeded_stratified_draw_not_the_first_files():
 
 
 def test_run_limits_draw_by_label_and_kind_and_say_so():
+    from emo_llama.data.splits import limit_notes, load_splits
     from emo_llama.train import TrainConfig
-    from emo_llama.train.items import limit_notes, load_splits
 
     cfg = TrainConfig(dataset="synthetic", stack="tiny", train_limit=9, eval_limit=6, limit_seed=2)
-    classes, train, test, _ = load_splits(cfg)
+    splits = load_splits(cfg)
+    classes, train, test = splits.classes, splits.train, splits.test
     assert len(train) == 9 and len(test) == 6
     assert sorted(s.label for s in test) == sorted(list(classes) * 2)  # 2 per class, whatever the list order
     notes = limit_notes(cfg, len(train), len(test))

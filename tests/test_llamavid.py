@@ -290,3 +290,20 @@ def test_qformer_memory_is_normed_also_with_face_tokens(folders):
         want = agg.qformer(input_ids=ids, attention_mask=torch.cat([torch.ones(1, 32, dtype=mask.dtype), mask], 1),
                            query_embeds=agg.queries, encoder_hidden_states=memory).last_hidden_state[:, :32]
     torch.testing.assert_close(got, want)
+
+
+def test_pretrained_baseline_content_token_is_llamavids_mean_pool(folders):
+    # `python -m emo_llama.evaluate --model pretrained`: no EMO-LLaMA module, LLaMA-VID's content token
+    from emo_llama.evaluate.protocol import NO_NEW_MODULES
+
+    _, _, s = folders
+    model = build(folders, **NO_NEW_MODULES).eval()
+    assert model.frame_token_names == ("context", "visual")
+    patches = torch.randn(3, 9, VISION, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        content = model.visual_projector(model.face_info_mining(patches))
+        pooled = patches.mean(1)  # LLaMA-VID: the frame's visual tokens averaged, then mm_projector
+        hidden = F.gelu(pooled @ s["model.mm_projector.0.weight"].T + s["model.mm_projector.0.bias"])
+        expected = hidden @ s["model.mm_projector.2.weight"].T + s["model.mm_projector.2.bias"]
+    torch.testing.assert_close(content, expected, rtol=1e-5, atol=1e-5)
+    assert not any(p.requires_grad for p in model.face_info_mining.parameters())  # nothing to learn there

@@ -49,7 +49,7 @@ def test_05_train_short_run(tmp_path, monkeypatch):
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["dataset"] == "mini" and metrics["stack"] == "offline" and metrics["steps"] == 3
     for key in ("zero_shot", "trained"):
-        assert set(metrics[key]) == {"acc", "uar", "war", "unparseable"}
+        assert set(metrics[key]) == {"acc", "uar", "war", "wf1", "unparseable"}
     assert len(metrics["train_loss"]) == 3 and len(metrics["align_loss"]) == 4
     assert (out_dir / "model" / "trainable.safetensors").exists() and (out_dir / "confusion.png").exists()
     _assert_figures_shown(tmp_path / "05.ipynb")
@@ -91,18 +91,23 @@ def test_02_explorer_shows_its_first_figure_and_its_controls(tmp_path):
 
 
 def test_06_ablations_tiny_run(tmp_path):
-    # The tiny stack (random weights, seconds) on a few mini samples: every table's arms, 2 seeds, figures shown.
+    # The tiny stack (random weights, seconds) on a few mini samples: every table's arms, 2 seeds, two trainings
+    # side by side in worker processes, figures shown. 28 test samples drawn by label and kind hold 7 videos.
     out_dir = tmp_path / "abl"
     _papermill("06_ablations.ipynb", tmp_path / "06.ipynb", stack="tiny", seeds=2, max_steps=1, align_steps=1,
-               batch_size=2, train_limit=14, eval_limit=7, output_dir=str(out_dir))
+               batch_size=2, train_limit=14, eval_limit=28, output_dir=str(out_dir), tables="2,3,5,6,7,8,9",
+               workers=2)
     results = json.loads((out_dir / "results.json").read_text())
-    assert results["tables"] == [5, 6, 7, 8, 9] and len(results["arms"]) == 13
-    assert len(results["runs"]) == 7 * 2  # 13 arms share 7 trainings per seed
+    assert results["tables"] == [2, 3, 5, 6, 7, 8, 9] and len(results["arms"]) == 19
+    assert len(results["runs"]) == 9 * 2  # 19 arms share 9 trainings per seed (+ images only, videos only)
     for name, arm in results["arms"].items():
-        assert [s["seed"] for s in arm["per_seed"]] == [0, 1] and arm["paper"], name
-    for table in (5, 6, 7, 8, 9):
+        assert [s["seed"] for s in arm["per_seed"]] == [0, 1] and (arm["paper"] or arm["table"] in (2, 3)), name
+    for table in (2, 3):  # each cross-modality arm reads one media kind of the test split
+        assert {s["kind"] for name in results["arms"] if results["arms"][name]["table"] == table
+                for s in results["arms"][name]["per_seed"]} == {"video" if table == 2 else "image"}
+    for table in (2, 3, 5, 6, 7, 8, 9):
         assert (out_dir / f"tab{table}.png").exists()
     _assert_figures_shown(tmp_path / "06.ipynb")
     text = (tmp_path / "06.ipynb").read_text()
-    for table in (5, 6, 7, 8, 9):
+    for table in (2, 3, 5, 6, 7, 8, 9):
         assert f"Tab. {table}: " in text  # the comparison table and the sentence on difference vs seed spread

@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_train import tiny_config
 
-import emo_llama.train.items as items
+import emo_llama.data.splits as splits
 from emo_llama.config import RECIPES
 from emo_llama.train import run
 from emo_llama.utils import REPO_ROOT, repo_path
@@ -55,8 +55,8 @@ def test_saved_answers_are_read_back_only_for_the_model_that_gave_them(tmp_path,
     # and config (as after a mini rebuild or a code edit), so it trains another model, which must be scored anew.
     cfg = tiny_config(tmp_path / "runs", checkpoint_every=0, max_new_tokens=6, eval_limit=6)
     before = run(cfg, log=quiet)
-    built = items.synthetic_features
-    monkeypatch.setattr(items, "synthetic_features", lambda label, seed, **kw: built(label, seed + 777, **kw))
+    built = splits.synthetic_features
+    monkeypatch.setattr(splits, "synthetic_features", lambda label, seed, **kw: built(label, seed + 777, **kw))
     after = run(cfg, log=quiet)
     alone = run(tiny_config(tmp_path / "alone", checkpoint_every=0, max_new_tokens=6, eval_limit=6), log=quiet)
     assert after.trained["answers"] == alone.trained["answers"]

@@ -42,7 +42,7 @@ def test_training_lowers_the_loss(tmp_path):
     assert len(losses) == 30
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(saved["trained"]) == {"acc", "uar", "war", "unparseable"} and saved["zero_shot"] is not None
+    assert set(saved["trained"]) == {"acc", "uar", "war", "wf1", "unparseable"} and saved["zero_shot"] is not None
     assert saved["steps"] == 30 and (tmp_path / "loss.png").exists() and (tmp_path / "confusion.png").exists()
     assert len((tmp_path / "train_log.jsonl").read_text().splitlines()) == 30
     assert len(saved["align_loss"]) == 3 and saved["config"]["align_steps"] == 3

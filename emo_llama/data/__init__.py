@@ -1,13 +1,16 @@
-"""Data and protocol: loaders for six FER benchmarks and the bundled `mini`, instructions, parsing, metrics.
+"""Data and protocol: loaders for ten FER benchmarks and the bundled `mini`, instructions, parsing, metrics.
 
 `get_dataset(name, root, split, fold)` returns a `FERDataset` whose samples carry canonical labels
 (labels.CANONICAL), so instructions, parsing and metrics work the same on every dataset.
 
 Layout (notebook 04 reads this subpackage):
-- `datasets/`: `Sample`, `FERDataset`, the clear errors, and the loaders of the six benchmarks' official layouts;
+- `datasets/`: `Sample`, `FERDataset`, the clear errors, and the loaders of the benchmarks' official layouts
+  (the six of Tab. 2/3 and the four zero-shot sets of Tab. 4);
 - `mini/`: the bundled dataset built from real faces (sources, Action-Unit warps and paint, the build, its checks);
 - `text/`: instruction records, conversations and LLaVA JSON;
-- `labels`, `aus`, `parsing`, `metrics`, `sampling`, `plots`: the protocol every dataset shares.
+- `labels`, `aus`, `parsing`, `metrics`, `sampling`, `plots`: the protocol every dataset shares;
+- `splits`: what a run reads (one or several datasets, `eval_datasets`, media kinds), each sample tagged with
+  its dataset (imported as `emo_llama.data.splits`: it builds on this package's `DatasetConfig`).
 Loaders register themselves by name (`datasets.base.register`); importing this package imports them all.
 """
 
@@ -17,7 +20,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emo_llama.data.datasets import image_sets, video_sets  # noqa: F401  (they register their loaders)
+from emo_llama.data.datasets import (  # noqa: F401  (they register their loaders)
+    image_sets,
+    video_sets,
+    zero_shot_sets,
+)
 from emo_llama.data.datasets.base import (
     REGISTRY,
     DatasetFormatError,
@@ -74,6 +81,7 @@ class DatasetConfig:
     root: str | None = None  # folder of the official copy ("" or None: mini's cache / $EMO_LLAMA_DATA)
     fold: int = 1
     options: dict = field(default_factory=dict)  # loader options, e.g. {"num_classes": 8}
+    test_split: str = "test"  # the split a run scores (MER2023: test1..3 or train; CASME II: all or LOSO test)
 
     def load(self, split: str) -> FERDataset:
         return get_dataset(self.name, self.root or None, split=split, fold=self.fold, **self.options)

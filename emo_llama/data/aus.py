@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# FACS names: declared in the expert layer (below this one), where the landmark AU estimates name their AUs
+# too; edit the table there.
+from emo_llama.expert.au_geometry import AU_NAMES  # noqa: F401
+
 # EMFACS prototypes (Friesen & Ekman 1983), one common variant per emotion.
 PROTOTYPES: dict[str, tuple[int, ...]] = {
     "neutral": (),
@@ -34,12 +38,6 @@ VARIANTS: dict[str, tuple[tuple[int, ...], ...]] = {
     "contempt": ((12, 14),),
 }
 
-AU_NAMES: dict[int, str] = {
-    1: "inner brow raiser", 2: "outer brow raiser", 4: "brow lowerer", 5: "upper lid raiser",
-    6: "cheek raiser", 7: "lid tightener", 9: "nose wrinkler", 10: "upper lip raiser", 12: "lip corner puller",
-    14: "dimpler", 15: "lip corner depressor", 16: "lower lip depressor", 17: "chin raiser", 20: "lip stretcher",
-    23: "lip tightener", 24: "lip pressor", 25: "lips part", 26: "jaw drop", 27: "mouth stretch",
-}
 
 # Short clauses, MAFW-caption style ("The lip corners rise and the cheeks lift.").
 AU_CLAUSES: dict[int, str] = {

@@ -15,7 +15,8 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], classes
     """Scores for closed-set FER, the way the paper reports them.
 
     acc = war = correct / all samples (WAR is the video papers' name for the same number);
-    uar = mean recall over the classes that occur in y_true (sklearn's balanced_accuracy_score).
+    uar = mean recall over the classes that occur in y_true (sklearn's balanced_accuracy_score);
+    wf1 = F1 per class weighted by its support (MER2023's and MELD's metric).
     A prediction of None (an answer the parser could not read) is wrong for its true class, is
     kept out of `confusion` (which is over `classes` only) and is counted in `unparseable`
     (with a few raw answers in `unparseable_examples` when `raw_answers` is given).
@@ -41,6 +42,9 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], classes
     confusion, unparseable_per_class = full[:k, :k].astype(np.int64), full[:k, k].astype(np.int64)
     precision, recall, _, support = precision_recall_fscore_support(
         list(y_true), predicted_or_not, labels=classes, zero_division=np.nan)
+    # MER2023's metric: F1 per class weighted by support (an unparseable answer is a miss of its class)
+    _, _, weighted_f1, _ = precision_recall_fscore_support(
+        list(y_true), predicted_or_not, labels=classes, average="weighted", zero_division=0.0)
     present = support > 0
     acc = float(accuracy_score(list(y_true), predicted_or_not))
 
@@ -50,6 +54,7 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], classes
         "acc": acc,
         "war": acc,
         "uar": float(np.mean(recall[present])),
+        "wf1": float(weighted_f1),
         "n": len(y_true),
         "unparseable": len(bad),
         "unparseable_examples": examples,
@@ -69,5 +74,6 @@ def format_report(metrics: dict, digits: int = 3) -> str:
         r, p = metrics["per_class_recall"][c], metrics["per_class_precision"][c]
         lines.append(f"{c:>15} {r:>8.{digits}f} {p:>9.{digits}f} {metrics['support'][c]:>8d}")
     lines.append(f"acc/WAR {metrics['acc']:.{digits}f}  UAR {metrics['uar']:.{digits}f}  "
+                 f"weighted F1 {metrics['wf1']:.{digits}f}  "
                  f"n {metrics['n']}  unparseable {metrics['unparseable']}")
     return "\n".join(lines)

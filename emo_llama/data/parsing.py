@@ -11,6 +11,9 @@ _CHOICE = re.compile(r"my\s+choice\s+is\s*[:\-]?", re.IGNORECASE)
 _WORDS = re.compile(r"[a-z]+")
 # Words that flip the meaning of the next emotion word ("not happy"): such a mention is skipped.
 _NEGATIONS = frozenset({"not", "no", "never", "isn", "isnt", "nor", "without", "hardly"})
+# A catch-all class (CASME II's "others": none of the listed emotions) is also an ordinary English word ("compared
+# with others, she looks happy"): it is read only when the text names no other class.
+_CATCH_ALL = frozenset({"others"})
 
 
 def _class_lookup(classes: Sequence[str]) -> dict[str, str]:
@@ -27,10 +30,13 @@ def _class_lookup(classes: Sequence[str]) -> dict[str, str]:
 
 def _first_class(text: str, lookup: dict[str, str]) -> str | None:
     words = _WORDS.findall(text.lower().replace("n't", " not"))
+    catch_all = None
     for i, word in enumerate(words):
         if word in lookup and not (i > 0 and words[i - 1] in _NEGATIONS):
-            return lookup[word]
-    return None
+            if try_canonical(lookup[word]) not in _CATCH_ALL:
+                return lookup[word]
+            catch_all = catch_all or lookup[word]
+    return catch_all
 
 
 def parse_answer(text: str | None, classes: Sequence[str]) -> str | None:
@@ -38,7 +44,8 @@ def parse_answer(text: str | None, classes: Sequence[str]) -> str | None:
 
     Reads the part after "My choice is:" first (the zero-shot format), else the whole answer; inside
     it, the first word that is a class name, a synonym or an inflection of one (happy, joyful,
-    Happiness!) wins. Case and punctuation are ignored; a negated mention ("not happy") is skipped.
+    Happiness!) wins. Case and punctuation are ignored; a negated mention ("not happy") is skipped; a
+    catch-all class ("others") wins only when no other class is named.
     """
     if text is None or not str(text).strip():
         return None

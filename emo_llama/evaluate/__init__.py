@@ -2,6 +2,8 @@
 figures and the summary lines a run ends with.
 
 - `scoring`: `evaluate` (greedy answers for a split, split over processes, resumable) and metrics.json's reports;
+- `protocol`: any model on any registered dataset (`python -m emo_llama.evaluate`), one metrics file per dataset,
+  the Tab. 2/3-shaped table, and the zero-shot baselines;
 - `real_faces`: the trained model and face-api's classical net on the real-face check set (`faces.samples`);
 - `plots`: loss curve, confusion matrix, the check set with each answer;
 - `summary`: `python -m emo_llama.evaluate.summary runs/05_train` prints the headline figures and the outputs.

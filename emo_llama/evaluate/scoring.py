@@ -17,7 +17,8 @@ from emo_llama.utils import atomic_path
 def evaluate(model, media: Sequence, labels: Sequence[str], classes: Sequence[str], question: str | Sequence[str], *,
              batch_size: int = 8, max_new_tokens: int = 12, progress: bool = True, desc: str = "eval",
              paths: Sequence | None = None, errors: dict[str, str] | None = None, accelerator=None,
-             progress_dir: str | Path | None = None, on_event: Callable[[str], object] | None = None) -> dict:
+             progress_dir: str | Path | None = None, on_event: Callable[[str], object] | None = None,
+             kinds: Sequence[str] | None = None) -> dict:
     """Greedy answers to `question` for every media; returns the data issue's metrics plus the raw answers.
 
     A `None` in `media` is a sample whose file could not be read (`errors` maps its path to why): it
@@ -29,7 +30,9 @@ def evaluate(model, media: Sequence, labels: Sequence[str], classes: Sequence[st
     every process returns the same metrics, equal to the single-process result. With `progress_dir`, each
     batch's answers are written there as they are done and read back instead of generated again, so an
     evaluation cut short by a kill resumes where it stopped. `on_event("eval:<desc>:<batch>")` is called after each
-    batch (spaces in desc as "_"; `emo_llama.train.stages` passes its run callback on).
+    batch (spaces in desc as "_"; `emo_llama.train.stages` passes its run callback on). With `kinds` (each
+    sample's media kind) and both kinds present, `by_kind` holds the metrics of the images and of the videos
+    (the cross-modality tables: a model trained on one kind, scored on the other).
     """
     model.eval()
     questions = [question] * len(media) if isinstance(question, str) else list(question)
@@ -75,13 +78,23 @@ def evaluate(model, media: Sequence, labels: Sequence[str], classes: Sequence[st
     metrics["no_face"] = [{"path": a.path, "frames": a.frames} for a in answers
                           if a.error is None and not getattr(a, "face_found", True)]
     metrics["frames_without_face"] = sum(getattr(a, "frames_without_face", 0) for a in answers)
+    if kinds is not None and len(set(kinds)) > 1:
+        metrics["by_kind"] = {kind: headline(compute_metrics([lab for lab, k in zip(labels, kinds) if k == kind],
+                                                             [p for p, k in zip(predictions, kinds) if k == kind],
+                                                             classes))
+                              for kind in sorted(set(kinds))}
     return metrics
 
 
+HEADLINE = ("acc", "uar", "war", "wf1", "unparseable")
+
+
 def headline(metrics: dict) -> dict:
-    """The four numbers metrics.json keeps per evaluation."""
-    return {k: (int(metrics[k]) if k == "unparseable" else round(float(metrics[k]), 4))
-            for k in ("acc", "uar", "war", "unparseable")}
+    """The numbers metrics.json keeps per evaluation (and per media kind, when it has both)."""
+    out = {k: (int(metrics[k]) if k == "unparseable" else round(float(metrics[k]), 4)) for k in HEADLINE}
+    if "by_kind" in metrics:
+        out["by_kind"] = metrics["by_kind"]  # already headline figures
+    return out
 
 
 def to_jsonable(metrics: dict) -> dict:

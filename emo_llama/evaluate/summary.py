@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 OUTPUTS = (("metrics.json", "headline figures"), ("eval_details.json", "every answer, confusion matrices"),
+           ("eval", "per scored dataset: metrics.json (with weighted F1, confusion) and answers.json"),
            ("model", "the trained model: EmoLlama.from_pretrained(folder)"), ("loss.png", "loss curve"),
            ("confusion.png", "confusion matrix"), ("train_log.jsonl", "loss per step"))
 
@@ -30,6 +31,9 @@ def summarise(out_dir: str | Path, notebook: str | Path | None = None) -> str:
     for name, value in metrics.items():  # zero_shot, trained and any other scored set
         if isinstance(value, dict) and {"acc", "uar"} <= set(value):
             lines.append(_figures(name, value))
+    for name, value in (metrics.get("other_datasets") or {}).items():  # eval_datasets and further training sets
+        unseen = value.get("unseen_classes")
+        lines.append(_figures(name, value) + (f"  (never trained on: {', '.join(unseen)})" if unseen else ""))
     unreadable, no_face = metrics.get("unreadable") or {}, metrics.get("no_face") or {}
     if unreadable or no_face:
         lines.append(f"   unreadable media: {unreadable.get('count', 0)}; samples without a face: "

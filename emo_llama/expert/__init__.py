@@ -33,6 +33,16 @@ from emo_llama.expert.au import (
     au_region_masks,
     au_region_polygons,
 )
+from emo_llama.expert.au_geometry import (
+    AU_NAMES,
+    AU_PHRASES,
+    GEOMETRIC_AUS,
+    AUEstimates,
+    NeutralReference,
+    au_phrase,
+    au_summary,
+    geometric_aus,
+)
 from emo_llama.expert.base import (
     BASIC_EXPRESSIONS,
     GENDERS,
@@ -51,6 +61,8 @@ from emo_llama.expert.tiny import TinyExpert
 from emo_llama.utils import resolve_device
 
 __all__ = [
+    "AU_NAMES", "AU_PHRASES", "AUEstimates", "GEOMETRIC_AUS", "NeutralReference", "au_phrase", "au_summary",
+    "geometric_aus",
     "BASIC_EXPRESSIONS", "AU_REGIONS", "AU_TABLE", "FIVE_POINT_NAMES", "GENDERS", "agreement_with_5_points", "five_points", "EXPERTS", "ExpertOutput", "FacialExpert", "au_pool",
     "au_region_boxes", "au_region_masks", "au_region_polygons", "crop_to_frame", "crops_to_tensor",
     "EXPRESSION_NETS", "expert_shape", "get_expert", "get_expression_net", "validate_crops",

@@ -22,6 +22,7 @@ import json
 import random
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from emo_llama.train.distributed import (
     load_trainable_state,
     optimizer_state,
 )
+from emo_llama.utils import digest
 
 
 def rng_state() -> dict:
@@ -117,20 +119,32 @@ RUN_NEUTRAL = ("output_dir", "progress", "resume", "checkpoint_every", "checkpoi
 RESULT_NEUTRAL = (*RUN_NEUTRAL, "zero_shot", "real_faces", "eval_batch_size", "max_new_tokens", "eval_limit")
 
 
-def run_fingerprint(config: dict, train_samples, features_key: str, model) -> dict:
-    """What a checkpoint's training depends on (`run.json`); `digest(fingerprint)` names its folder."""
+def recorded_metrics(cfg) -> dict | None:
+    """A finished run's metrics.json when it records exactly `cfg` (up to RUN_NEUTRAL's fields), else None: what
+    `benchmarks/seed_spread.py` and `emo_llama.ablations` read back instead of training the same thing again."""
+    path = Path(cfg.output_dir) / "metrics.json"
+    if not path.exists():
+        return None
+    metrics = json.loads(path.read_text())
+    wanted = json.loads(json.dumps(asdict(cfg), default=str))
+    same = all(metrics.get("config", {}).get(k) == v for k, v in wanted.items() if k not in RUN_NEUTRAL)
+    return metrics if same else None
+
+
+def run_fingerprint(config: dict, train_samples, features_key: str, model, instruction_items=()) -> dict:
+    """What a checkpoint's training depends on (`run.json`); `digest(fingerprint)` names its folder. Records read
+    from instruction files count by content (their media and turns): an edited file is another run."""
     files = hashlib.sha256()
     for s in train_samples:
         files.update(f"{media_identity(s.media)}|{s.label}\n".encode())
     shapes = hashlib.sha256(json.dumps([(n, list(t.shape), str(t.dtype)) for n, t in model.trained_tensors()])
                             .encode()).hexdigest()[:16]
-    return {"config": {k: v for k, v in config.items() if k not in RESULT_NEUTRAL},
-            "train_samples": len(train_samples), "train_files": files.hexdigest()[:16], "features": features_key,
-            "code": __version__, "trained_tensors": shapes}
-
-
-def digest(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    fingerprint = {"config": {k: v for k, v in config.items() if k not in RESULT_NEUTRAL},
+                   "train_samples": len(train_samples), "train_files": files.hexdigest()[:16],
+                   "features": features_key, "code": __version__, "trained_tensors": shapes}
+    if instruction_items:
+        fingerprint["instruction_records"] = digest([(media_identity(i.media), i.turns) for i in instruction_items])
+    return fingerprint
 
 
 def fingerprint_differences(old: dict, new: dict) -> list[str]:
@@ -151,11 +165,3 @@ def other_runs(folder: Path, fingerprint: dict) -> list[tuple[Path, list[str]]]:
     return found
 
 
-def trained_digest(model) -> str:
-    """A hash of the trained tensors' values (`model.trained_tensors()`): names an evaluation's saved answers."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.trained_tensors(), key=lambda item: item[0]):
-        t = t.full_tensor() if hasattr(t, "full_tensor") else t  # an FSDP2 shard: every process joins
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]

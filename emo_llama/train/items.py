@@ -1,5 +1,7 @@
-"""Training data for a run: the splits, the instruction items and their sampling weights.
+"""Training data for a run: the instruction items and their sampling weights (the samples: `emo_llama.data.splits`).
 
+Items come from three places: category instructions and generated conversations for every training sample
+(`instruction_types`, Tab. 6), and LLaVA / LLaMA-VID-style JSON records (`instruction_files`).
 Data order is a pure function of (seed, epoch) (`emo_llama.data.sampling.epoch_order`), so the step
 number is the whole sampler state of a run and N processes see the same samples as one.
 """
@@ -7,16 +9,16 @@ number is the whole sampler state of a run and N processes see the same samples 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from emo_llama.config import TrainConfig
-from emo_llama.data import OfflineConversationGenerator, Sample, category_instruction, get_dataset
-from emo_llama.data.sampling import inverse_frequency_weights, stratified_subset
-from emo_llama.features.synthetic import synthetic_features
+from emo_llama.data import OfflineConversationGenerator, Sample, category_instruction
+from emo_llama.data.sampling import inverse_frequency_weights
+from emo_llama.data.text.llava_json import read_records
 from emo_llama.utils import repo_path
 
 
@@ -24,8 +26,9 @@ from emo_llama.utils import repo_path
 class TrainItem:
     media: str
     turns: list[tuple[str, str]]
-    label: str
-    task: str = "category"
+    label: str                 # "" for an instruction-file record (its answer is free text)
+    task: str = "category"     # category | conversation | instruction (a JSON record)
+    dataset: str = ""          # the training dataset it came from (per-dataset sampling weights)
 
 
 def record_turns(record: dict) -> list[tuple[str, str]]:
@@ -36,8 +39,10 @@ def record_turns(record: dict) -> list[tuple[str, str]]:
 INSTRUCTION_TYPES = ("category", "conversation")  # Tab. 6; an empty choice means no instruction tuning
 
 
-def build_items(samples, classes, cfg: TrainConfig, agr_of: Callable[[object], str]) -> list[TrainItem]:
-    """Category records (half ending with the zero-shot guard and 'My choice is: ...') + conversations."""
+def build_items(samples: Sequence[Sample], classes_of: Mapping[str | None, Sequence[str]], cfg: TrainConfig,
+                agr_of: Callable[[Sample], str]) -> list[TrainItem]:
+    """Category records (a `choice_share` of them ending with the zero-shot guard and 'My choice is: ...') +
+    conversations. A category question names the classes of the sample's own dataset (`classes_of`)."""
     unknown = sorted(set(cfg.instruction_types) - set(INSTRUCTION_TYPES))
     if unknown:
         raise ValueError(f"instruction_types {unknown}: choose from {INSTRUCTION_TYPES} (none: zero-shot only)")
@@ -45,77 +50,79 @@ def build_items(samples, classes, cfg: TrainConfig, agr_of: Callable[[object], s
     items = []
     if "category" in cfg.instruction_types:
         for s in samples:
-            rec = category_instruction(s, classes, rng=rng, zero_shot=rng.random() < cfg.choice_share,
+            rec = category_instruction(s, classes_of[s.dataset], rng=rng, zero_shot=rng.random() < cfg.choice_share,
                                        use_caption=cfg.descriptive_text)
-            items.append(TrainItem(str(s.media), record_turns(rec), s.label, "category"))
+            items.append(TrainItem(str(s.media), record_turns(rec), s.label, "category", s.dataset or ""))
     if "conversation" in cfg.instruction_types:
         generator = OfflineConversationGenerator(seed=cfg.seed, turns=cfg.conversation_turns)
         for s in samples:
             rec = generator(s, agr=agr_of(s) if cfg.use_agr else None)
-            items.append(TrainItem(str(s.media), record_turns(rec), s.label, "conversation"))
+            items.append(TrainItem(str(s.media), record_turns(rec), s.label, "conversation", s.dataset or ""))
     return items
 
 
-def item_weights(items: list[TrainItem], resample: bool, conversation_share: float) -> torch.Tensor | None:
-    """Sampling weights: conversations get `conversation_share` of the draws; category items share the rest,
-    inverse-frequency by label when `resample` (the paper resamples category data only, Tab. 9)."""
-    category = [i.label for i in items if i.task == "category"]
-    n_cat, n_conv = len(category), len(items) - len(category)
-    if n_cat == 0 or (n_conv == 0 and not resample):
+def item_weights(items: list[TrainItem], resample: bool, conversation_share: float,
+                 dataset_weights: Mapping[str, float] | None = None) -> torch.Tensor | None:
+    """Sampling weights. Conversations and instruction-file records get `conversation_share` of the draws; category
+    items share the rest: split between the training datasets by `dataset_weights` (normalised; unset: by size),
+    and within a dataset inverse-frequency by label when `resample` (the paper resamples category data only,
+    Tab. 9). None means plain shuffling (one kind of item, nothing to resample or reweigh)."""
+    category = [i for i in items if i.task == "category"]
+    n_cat, n_other = len(category), len(items) - len(category)
+    sizes: dict[str, int] = {}
+    for i in category:
+        sizes[i.dataset] = sizes.get(i.dataset, 0) + 1
+    share = {d: n / max(1, n_cat) for d, n in sizes.items()}
+    if dataset_weights:
+        missing = sorted(set(sizes) - set(dataset_weights))
+        if missing:
+            raise ValueError(f"dataset_weights names {sorted(dataset_weights)} but items come from {missing} too")
+        total = sum(dataset_weights[d] for d in sizes)
+        share = {d: dataset_weights[d] / total for d in sizes}
+    reweighed = any(abs(share[d] - sizes[d] / n_cat) > 1e-9 for d in sizes)
+    if n_cat == 0 or (n_other == 0 and not resample and not reweighed):
         return None  # one kind of item and nothing to resample: plain shuffling (Tab. 9's "off" row)
-    if n_conv == 0:
+    if n_other == 0:
         conversation_share = 0.0
-    elif not resample and abs(conversation_share - n_conv / len(items)) < 1e-9:
+    elif not resample and not reweighed and abs(conversation_share - n_other / len(items)) < 1e-9:
         return None  # plain shuffling
-    balanced = iter(inverse_frequency_weights(category, total=1.0).tolist() if resample and category else [])
-    w = []
-    for i in items:
-        if i.task == "category":
-            w.append((1.0 - conversation_share) * (next(balanced) if resample else 1.0 / n_cat))
-        else:
-            w.append(conversation_share / n_conv)
+    within: dict[int, float] = {}  # id(item) -> its weight inside its dataset's category items (sums to 1)
+    for d in sizes:
+        mine = [i for i in category if i.dataset == d]
+        values = inverse_frequency_weights([i.label for i in mine], total=1.0) if resample else [1.0 / len(mine)] * len(mine)
+        within.update({id(i): float(v) for i, v in zip(mine, values)})
+    w = [(1.0 - conversation_share) * share[i.dataset] * within[id(i)] if i.task == "category"
+         else conversation_share / n_other for i in items]
     return torch.tensor(w, dtype=torch.double)
 
 
-SYNTHETIC_CLASSES = ("happiness", "sadness", "surprise")
+def instruction_file_items(cfg: TrainConfig) -> tuple[list[TrainItem], list[Sample], list[str]]:
+    """`instruction_files`' records as items, their media as samples (for the feature store), and the bad records
+    named. A record's image/video path is relative to `instruction_root` (unset: its file's folder); a record
+    whose media is missing, or that has no media, is bad: named and counted, or raising when `instruction_strict`."""
+    items, media, bad = [], {}, []
+    for name in cfg.instruction_files:
+        path = repo_path(name)
+        records, skipped = read_records(path, strict=cfg.instruction_strict)
+        bad += skipped
+        root = repo_path(cfg.instruction_root) if cfg.instruction_root else path.parent
+        for n, rec in records:
+            kind = "video" if "video" in rec else "image"
+            where = f"{path} record {n} (id={rec.get('id')!r})"
+            problem = None
+            if kind not in rec and "image" not in rec:
+                problem = "has no image or video: the kit trains on media records only"
+            else:
+                file = Path(rec[kind]) if Path(rec[kind]).is_absolute() else root / rec[kind]
+                problem = None if file.exists() else f"its {kind} {file} does not exist"
+            if problem:
+                if cfg.instruction_strict:
+                    raise FileNotFoundError(f"{where}: {problem} (instruction_strict=False names and skips it)")
+                bad.append(f"{where}: {problem}")
+                continue
+            turns = record_turns(rec)  # the prompt builder takes <image> out and places the media itself
+            items.append(TrainItem(str(file), turns, "", "instruction", "instructions"))
+            media.setdefault(str(file), Sample(id=str(rec["id"]), media=file, label="", split="train", kind=kind,
+                                               dataset="instructions"))
+    return items, list(media.values()), bad
 
-
-def synthetic_splits(cfg: TrainConfig, n_train: int = 48, n_test: int = 12):
-    """`--dataset synthetic`: random frozen features with learnable classes, for the tiny stack (tests, DDP)."""
-    samples = {"train": [], "test": []}
-    bank = {}
-    for split, n, offset in (("train", n_train, 0), ("test", n_test, 10_000)):
-        for i in range(n):
-            label = i % len(SYNTHETIC_CLASSES)
-            media = Path(f"synthetic/{split}-{i}")
-            samples[split].append(Sample(id=f"{split}-{i}", media=media, label=SYNTHETIC_CLASSES[label], split=split))
-            bank[str(media)] = synthetic_features(label, offset + i, num_classes=len(SYNTHETIC_CLASSES))
-    return (SYNTHETIC_CLASSES, limit_samples(samples["train"], cfg.train_limit, cfg.limit_seed),
-            limit_samples(samples["test"], cfg.eval_limit, cfg.limit_seed), bank)
-
-
-def limit_samples(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
-    """`limit` samples drawn with `seed`, stratified by label and media kind (`stratified_subset`); all without one."""
-    keep = stratified_subset([(s.label, s.kind) for s in samples], limit or 0, seed)
-    return [samples[i] for i in keep]
-
-
-def limit_notes(cfg: TrainConfig, n_train: int, n_test: int) -> dict:
-    """metrics.json's record of which samples a capped run used."""
-    draw = f"seeded stratified by label and media kind (limit_seed {cfg.limit_seed})"
-    return {split: {"samples": n, "limit": limit or None, "draw": draw if limit else "all"}
-            for split, n, limit in (("train", n_train, cfg.train_limit), ("test", n_test, cfg.eval_limit))}
-
-
-def load_splits(cfg: TrainConfig):
-    """(classes, train samples, test samples, features or None): `dataset="synthetic"` brings its own features;
-    a missing dataset raises the loader's clear error before anything is built."""
-    if cfg.dataset == "synthetic":
-        return synthetic_splits(cfg)
-    # Tab. 8: MAFW's captions live in its with_caption lists, read only when asked (mini always has them)
-    options = {"captions": True} if cfg.descriptive_text and cfg.dataset.lower() == "mafw" else {}
-    root = repo_path(cfg.data_root) if cfg.data_root else None  # relative: as output_dir (emo_llama.utils.repo_path)
-    train = get_dataset(cfg.dataset, root=root, split="train", fold=cfg.fold, **options)
-    test = get_dataset(cfg.dataset, root=root, split="test", fold=cfg.fold, **options)
-    return (train.classes, limit_samples(train.samples, cfg.train_limit, cfg.limit_seed),
-            limit_samples(test.samples, cfg.eval_limit, cfg.limit_seed), None)

@@ -19,6 +19,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from emo_llama.config import TrainConfig
 from emo_llama.data.sampling import epoch_order
+from emo_llama.data.splits import weights_by_dataset
 from emo_llama.progress import progress as progress_bar
 from emo_llama.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from emo_llama.train.distributed import check_engine
@@ -102,7 +103,7 @@ def train_loop(model, items: list[TrainItem], feature_of: Callable[[str], object
     if accelerator.is_main_process and start == 0:
         log_file.write_text("")  # a fresh run's log starts empty; a resumed one appends to its own
     last_save = time.monotonic()
-    weights = item_weights(items, cfg.resample, cfg.conversation_share)
+    weights = item_weights(items, cfg.resample, cfg.conversation_share, weights_by_dataset(cfg))
     step_times: list[float] = []
     order, order_epoch = None, -1
     bar = progress_bar(range(start, total), desc="LoRA training", total=total, initial=start,

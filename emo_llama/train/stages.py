@@ -31,11 +31,10 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from emo_llama import __version__
 from emo_llama.config import TrainConfig, parse_args
 from emo_llama.data import Sample
+from emo_llama.data.splits import Splits, load_splits
 from emo_llama.evaluate import (
-    evaluate,
     headline,
     no_face_report,
     real_face_check,
@@ -44,13 +43,14 @@ from emo_llama.evaluate import (
     to_jsonable,
     unreadable_report,
 )
+from emo_llama.evaluate.protocol import TRAINED_ON, answers_folder, score_set, write_dataset_metrics
 from emo_llama.features import FeatureExtractor, LazyFeatures, MediaFeatures, extract_to_store
 from emo_llama.model import EmoLlama
 from emo_llama.prompts import category_question, eval_questions
 from emo_llama.train.align import align_to_label_words
-from emo_llama.train.checkpoint import digest, latest_checkpoint, other_runs, run_fingerprint, trained_digest
+from emo_llama.train.checkpoint import digest, latest_checkpoint, other_runs, run_fingerprint
 from emo_llama.train.distributed import broadcast_new_modules, check_engine, make_accelerator, unsharded_copy
-from emo_llama.train.items import TrainItem, build_items, limit_notes, load_splits
+from emo_llama.train.items import TrainItem, build_items, instruction_file_items
 from emo_llama.train.loop import train_loop
 from emo_llama.train.memory import check_fits
 from emo_llama.utils import flush_denormals, repo_path, seed_everything
@@ -67,11 +67,12 @@ class RunResult:
     metrics: dict                          # as written to output_dir/metrics.json (empty on non-main processes)
     model: EmoLlama                        # the trained model (also saved to output_dir/model)
     features: Mapping[str, MediaFeatures]  # frozen features by media path (str), train and test (the store)
-    test_samples: list[Sample]             # the test split as scored
-    classes: tuple[str, ...]               # the class list the questions name
+    test_samples: list[Sample]             # the primary dataset's test split as scored
+    classes: tuple[str, ...]               # the class list its questions name
     zero_shot: dict | None = None          # full zero-shot evaluation (answers, confusion, per class; main process)
     trained: dict | None = None            # full evaluation after training (main process)
     output_dir: Path = Path(".")           # metrics.json, eval_details.json, loss.png, confusion.png, model/
+    other_sets: dict[str, dict] = field(default_factory=dict)  # every other scored dataset's full evaluation
 
     @property
     def model_dir(self) -> Path:
@@ -88,9 +89,11 @@ class Run:
     log: Callable[[str], None]
     on_event: OnEvent | None
     sharded: bool                                  # FSDP2 (emo_llama.train.distributed)
-    classes: tuple[str, ...] = ()
-    train_samples: list[Sample] = field(default_factory=list)
-    test_samples: list[Sample] = field(default_factory=list)
+    splits: Splits | None = None                   # the datasets' samples (emo_llama.data.splits)
+    train_samples: list[Sample] = field(default_factory=list)  # the training samples that could be read
+    instruction_items: list[TrainItem] = field(default_factory=list)  # instruction_files' records
+    instruction_media: list[Sample] = field(default_factory=list)
+    bad_instructions: list[str] = field(default_factory=list)       # named and skipped records
     bank: Mapping[str, MediaFeatures] | None = None  # the feature store (or a synthetic split's features)
     extractor: FeatureExtractor | None = None      # None for synthetic features: no real-face check then
     state: Path | None = None                      # this run's checkpoints (output_dir/checkpoints/<digest>)
@@ -102,6 +105,14 @@ class Run:
     @property
     def main(self) -> bool:
         return self.accelerator.is_main_process
+
+    @property
+    def classes(self) -> tuple[str, ...]:  # the primary dataset's classes (metrics.json's headline)
+        return self.splits.classes_of[self.splits.primary]
+
+    @property
+    def test_samples(self) -> list[Sample]:
+        return self.splits.test
 
     @property
     def show(self) -> bool:  # progress bars on the main process only
@@ -120,12 +131,13 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     result = tune_stage(r, model, items)
     if r.sharded and items:  # generation runs on an unsharded copy with the gathered trained weights
         model = unsharded_copy(model, r.accelerator.device)
-    trained = evaluate_stage(r, model) if items else zero  # untuned: the zero-shot scores
-    done = RunResult({}, model, r.bank, r.test_samples, tuple(r.classes), zero, None, r.out)
+    scored = evaluate_stage(r, model, zero if not items else None)  # untuned: the zero-shot scores
+    trained = scored.pop(r.splits.primary)
+    done = RunResult({}, model, r.bank, r.test_samples, tuple(r.classes), zero, None, r.out, other_sets=scored)
     if r.main:
         done.trained = trained
         real = real_faces_stage(r, model)
-        done.metrics = save_stage(r, model, result, zero, trained, real, align_losses)
+        done.metrics = save_stage(r, model, result, zero, trained, scored, real, align_losses)
     r.accelerator.wait_for_everyone()
     return done
 
@@ -145,8 +157,14 @@ def setup(cfg: TrainConfig, log: Callable[[str], None], on_event: OnEvent | None
 
 
 def load_data(r: Run) -> None:
-    """1. The splits; a synthetic one comes with its features. A missing dataset raises the loader's error."""
-    r.classes, r.train_samples, r.test_samples, r.bank = load_splits(r.cfg)
+    """1. The datasets' splits (a synthetic one comes with its features) and the instruction files' records.
+    A missing dataset raises the loader's error; a bad instruction record is named (or raises, when strict)."""
+    r.splits = load_splits(r.cfg)
+    r.train_samples, r.bank = r.splits.train, r.splits.bank
+    r.instruction_items, r.instruction_media, r.bad_instructions = instruction_file_items(r.cfg)
+    if r.bad_instructions and r.main:
+        r.log(f"{len(r.bad_instructions)} instruction record(s) skipped (listed in metrics.json), "
+              f"first: {r.bad_instructions[0]}")
 
 
 def build_model(r: Run, model: EmoLlama | None) -> EmoLlama:
@@ -166,21 +184,22 @@ def extract_features(r: Run, model: EmoLlama) -> list[TrainItem]:
     t0 = time.perf_counter()
     if r.bank is None:
         r.extractor, r.bank, r.errors = extract_to_store(
-            model.stack, r.train_samples + r.test_samples, cfg.max_frames, accelerator.device,
+            model.stack, r.train_samples + r.splits.all_test + r.instruction_media, cfg.max_frames, accelerator.device,
             accelerator.process_index, accelerator.num_processes, accelerator.wait_for_everyone,
             progress=cfg.progress)
     if r.errors and r.main:
         r.log(f"{len(r.errors)} media file(s) could not be read and are left out of training / scored as wrong "
               f"(listed in metrics.json), e.g. {next(iter(r.errors.values()))}")
-    r.unreadable = unreadable_report(r.train_samples, r.test_samples, r.errors)
+    r.unreadable = unreadable_report(r.train_samples + r.instruction_media, r.splits.all_test, r.errors)
     r.train_samples = [s for s in r.train_samples if str(s.media) in r.bank]
     if not r.train_samples:
-        raise ValueError(f"no training sample of {cfg.dataset} could be read; first error: "
+        raise ValueError(f"no training sample of {list(r.splits.trained_on)} could be read; first error: "
                          f"{next(iter(r.errors.values()), 'none')}")
     r.seconds["feature"] = time.perf_counter() - t0
     bank = r.bank
     agr_of = bank.agr if hasattr(bank, "agr") else (lambda m: bank[m].agr)
-    items = build_items(r.train_samples, r.classes, cfg, lambda s: agr_of(str(s.media)))
+    items = build_items(r.train_samples, r.splits.classes_of, cfg, lambda s: agr_of(str(s.media)))
+    items += [i for i in r.instruction_items if i.media in r.bank]  # unreadable media: listed, not trained on
     fit_statistics(model, r.train_samples, bank, accelerator)
     choose_state(r, model)
     if not items and r.main:  # Tab. 6's first row: no instruction data means no tuning
@@ -192,7 +211,7 @@ def choose_state(r: Run, model: EmoLlama) -> None:
     """This run's checkpoint folder, named by its fingerprint: a resumed run finds its own checkpoints only.
     Checkpoints of other configurations in the same output_dir are left alone, and the log says what differs."""
     features_key = getattr(r.bank, "key", "synthetic features")
-    r.fingerprint = run_fingerprint(asdict(r.cfg), r.train_samples, features_key, model)
+    r.fingerprint = run_fingerprint(asdict(r.cfg), r.train_samples, features_key, model, r.instruction_items)
     r.state = r.out / "checkpoints" / digest(r.fingerprint)
     if not r.cfg.resume and r.main:
         shutil.rmtree(r.state, ignore_errors=True)
@@ -212,7 +231,7 @@ def zero_shot_stage(r: Run, model: EmoLlama, tune: bool) -> dict | None:
     zero = None
     if r.cfg.zero_shot or not tune:
         questions = eval_questions(r.test_samples, r.classes, r.cfg.descriptive_text, zero_shot=True)
-        zero = score(r, model, "zero-shot eval", questions)
+        zero = score(r, model, "zero-shot eval", questions, r.test_samples, r.classes)
     zero = zero if r.main else None
     r.accelerator.wait_for_everyone()
     return zero
@@ -234,8 +253,8 @@ def _align(r: Run, model: EmoLlama) -> list[float]:
     resumed = cfg.resume and latest_checkpoint(r.state) is not None
     if cfg.align_steps and not resumed:
         media = LazyFeatures(r.bank, [s.media for s in r.train_samples])  # read from the store on access
-        questions = [category_question(r.classes, s.kind) for s in r.train_samples]
-        losses = align_to_label_words(model, media, [s.label for s in r.train_samples], questions, r.classes,
+        questions = [category_question(r.splits.classes_of[s.dataset], s.kind) for s in r.train_samples]
+        losses = align_to_label_words(model, media, [s.label for s in r.train_samples], questions, r.splits.classes,
                                       cfg.align_steps, cfg.align_batch_size, cfg.align_lr, cfg.seed,
                                       r.accelerator.device, progress=r.show)
         if r.main:
@@ -265,10 +284,21 @@ def tune_stage(r: Run, model: EmoLlama, items: list[TrainItem]) -> dict:
     return result
 
 
-def evaluate_stage(r: Run, model: EmoLlama) -> dict:
-    """7. The tuned model with the question it was tuned on (every process a share)."""
-    questions = eval_questions(r.test_samples, r.classes, r.cfg.descriptive_text)
-    return score(r, model, "trained eval", questions)
+def evaluate_stage(r: Run, model: EmoLlama, untuned: dict | None = None) -> dict[str, dict]:
+    """7. The tuned model with the question it was tuned on, on every scored dataset's test split (the training
+    datasets', then `eval_datasets`), each question naming that dataset's classes (every process a share).
+    Untuned (`untuned`: the primary dataset's zero-shot scores), the others are asked the zero-shot prompt."""
+    seen = set(r.splits.classes)
+    scored = {}
+    for name, samples in r.splits.test_sets.items():
+        classes = r.splits.classes_of[name]
+        if untuned is not None and name == r.splits.primary:
+            scored[name] = untuned
+            continue
+        questions = eval_questions(samples, classes, r.cfg.descriptive_text, zero_shot=untuned is not None)
+        desc = "trained eval" if name == r.splits.primary else f"trained eval {name}"
+        scored[name] = score(r, model, desc, questions, samples, classes, seen)
+    return scored
 
 
 def real_faces_stage(r: Run, model: EmoLlama) -> dict | None:
@@ -279,20 +309,34 @@ def real_faces_stage(r: Run, model: EmoLlama) -> dict | None:
                            r.cfg.max_new_tokens)
 
 
-def save_stage(r: Run, model: EmoLlama, result: dict, zero: dict | None, trained: dict, real: dict | None,
-               align_losses: list[float]) -> dict:
-    """9. The model, metrics.json, eval_details.json, the plots and the summary lines (main process)."""
-    cfg, out, world = r.cfg, r.out, r.accelerator.num_processes
+def save_stage(r: Run, model: EmoLlama, result: dict, zero: dict | None, trained: dict, others: dict[str, dict],
+               real: dict | None, align_losses: list[float]) -> dict:
+    """9. The model (with the datasets and classes it was tuned on), metrics.json (the primary dataset's figures,
+    then every other scored dataset's), eval/<dataset>/ per dataset, eval_details.json, the plots and the summary
+    lines (main process)."""
+    cfg, out, world, splits = r.cfg, r.out, r.accelerator.num_processes, r.splits
     model.save_pretrained(out / "model")
+    (out / "model" / TRAINED_ON).write_text(json.dumps({"datasets": list(splits.trained_on),
+                                                        "classes": list(splits.classes),
+                                                        "train_kinds": list(cfg.train_kinds)}, indent=1))
+    for name, scored in {splits.primary: trained, **others}.items():
+        write_dataset_metrics(out / "eval" / name, str(out.name), name, splits.classes_of[name], scored,
+                              splits.test_sets[name])
     metrics = {
-        "dataset": cfg.dataset, "stack": cfg.stack, "steps": result["steps"], "output_dir": str(out),
+        "dataset": splits.primary, "stack": cfg.stack, "steps": result["steps"], "output_dir": str(out),
         "run": {"digest": digest(r.fingerprint), "checkpoints": str(r.state)},
-        "samples": limit_notes(cfg, len(r.train_samples), len(r.test_samples)),
+        "samples": splits.notes,
+        "datasets": {"trained_on": list(splits.trained_on), "train_kinds": list(cfg.train_kinds),
+                     "left_out_by_kind": splits.skipped_kinds, "scored": list(splits.test_sets)},
+        "instruction_files": {"files": list(cfg.instruction_files),
+                              "records": len([i for i in r.instruction_items if i.media in r.bank]),
+                              "skipped": len(r.bad_instructions), "skipped_items": r.bad_instructions[:50]},
         "processes": world, "engine": "fsdp" if r.sharded else "ddp" if world > 1 else "one process",
         "train_seconds": round(r.seconds["train"], 1), "feature_seconds": round(r.seconds["feature"], 1),
         "align_seconds": round(r.seconds["align"], 1), "align_loss": [round(x, 5) for x in align_losses],
         "mean_step_seconds": round(sum(result["step_times"]) / max(1, len(result["step_times"])), 3),
         "zero_shot": headline(zero) if zero else None, "trained": headline(trained),
+        "other_datasets": {name: headline(m) | {"unseen_classes": m.get("unseen_classes")} for name, m in others.items()},
         "real_faces": real,
         "unreadable": r.unreadable, "no_face": no_face_report(r.bank, r.train_samples, trained),
         "train_loss": [round(x, 5) for x in result["train_loss"]],
@@ -308,13 +352,13 @@ def save_stage(r: Run, model: EmoLlama, result: dict, zero: dict | None, trained
 
 # ----- what the stages use ---------------------------------------------------------------------------
 
-def score(r: Run, model: EmoLlama, desc: str, questions: list[str]) -> dict:
-    """Evaluate on the test split (unreadable media scored as wrong), saving each batch as it is answered."""
-    test_media = LazyFeatures(r.bank, [s.media for s in r.test_samples])  # None: unreadable, scored as wrong
-    return evaluate(model, test_media, [s.label for s in r.test_samples], r.classes, questions,
-                    batch_size=r.cfg.eval_batch_size, max_new_tokens=r.cfg.max_new_tokens, progress=r.show,
-                    desc=desc, paths=[s.media for s in r.test_samples], errors=r.errors, accelerator=r.accelerator,
-                    progress_dir=eval_progress_dir(r, model, desc, questions), on_event=r.on_event)
+def score(r: Run, model: EmoLlama, desc: str, questions: list[str], samples: list[Sample], classes,
+          seen=None) -> dict:
+    """Evaluate on a test split (unreadable media scored as wrong), saving each batch as it is answered."""
+    return score_set(model, r.bank, samples, classes, questions, seen=seen, errors=r.errors,
+                     batch_size=r.cfg.eval_batch_size, max_new_tokens=r.cfg.max_new_tokens, progress=r.show,
+                     desc=desc, accelerator=r.accelerator, on_event=r.on_event,
+                     progress_dir=eval_progress_dir(r, model, desc, questions, samples))
 
 
 def fit_statistics(model, train_samples, bank, accelerator) -> None:
@@ -328,14 +372,10 @@ def fit_statistics(model, train_samples, bank, accelerator) -> None:
     model.set_feature_statistics(stats)
 
 
-def eval_progress_dir(r: Run, model: EmoLlama, desc: str, questions: list[str]) -> Path:
-    """Where an evaluation saves its batches: named by what its answers depend on (the samples and labels, the
-    questions, the answer length, the features, the code version and the trained tensors' values), so a resumed
-    run reads back only answers of this very model, never those of an earlier run or an earlier build of mini."""
-    key = {"desc": desc, "samples": [(str(s.media), s.label) for s in r.test_samples], "questions": questions,
-           "max_new_tokens": r.cfg.max_new_tokens, "features": getattr(r.bank, "key", "synthetic features"),
-           "code": __version__, "model": trained_digest(model)}
-    return r.out / "eval_progress" / f"{desc.replace(' ', '_')}-{digest(key)}"
+def eval_progress_dir(r: Run, model: EmoLlama, desc: str, questions: list[str], samples: list[Sample]) -> Path:
+    """Where an evaluation of this run saves its batches (`emo_llama.evaluate.protocol.answers_folder`)."""
+    return answers_folder(r.out / "eval_progress", desc, model, samples, questions, r.cfg.max_new_tokens,
+                          getattr(r.bank, "key", "synthetic features"))
 
 
 def main(argv: list[str] | None = None, on_event: OnEvent | None = None) -> None:

@@ -27,6 +27,9 @@ class Sample:
     identity: str | None = None
     kind: str = "image"  # "image" | "video"
     box: tuple[float, float, float, float] | None = None  # face box x0, y0, x1, y1 in media pixels
+    text: str | None = None  # the words spoken in the clip (MELD's and CMMA's utterance)
+    aus: str | None = None  # the dataset's own Action Unit coding, as written (CASME II: "4+L10")
+    dataset: str | None = None  # the registered loader it came from (set by emo_llama.data.splits)
 
 
 @dataclass
@@ -75,6 +78,15 @@ HOW_TO_GET: dict[str, str] = {
     "ferv39k": "request FERV39K from its authors at https://wangyanckxx.github.io/Proj_CVPR2022_FERV39k.html",
     "mafw": "request MAFW from its authors at https://mafw-database.github.io/MAFW/ (academic licence)",
     "mini": "mini is built automatically from data shipped in installed packages (see data/README.md)",
+    "meld": ("download MELD.Raw.tar.gz (linked from https://affective-meld.github.io/ and "
+             "https://github.com/declare-lab/MELD) and unpack it and its train/dev/test archives"),
+    "mer2023": ("sign the MER2023 EULA at https://huggingface.co/datasets/MERChallenge/MER2023 "
+                "(see http://merchallenge.cn/); academic use only"),
+    "casme2": ("request CASME II from the Institute of Psychology, Chinese Academy of Sciences at "
+               "http://casme.psych.ac.cn/casme/e2 (licence agreement)"),
+    "cmma": ("get the label CSVs (text/train.csv, dev.csv, test.csv) from https://github.com/annoymity2022/"
+             "Chinese-Dataset and the audiovisual archive from the Google Drive link in that README "
+             "(non-commercial licence)"),
 }
 
 

@@ -57,7 +57,15 @@ def format_record(record: dict, relative_to: str | os.PathLike | None = None) ->
 
 
 def read_llava_json(path: str | os.PathLike) -> list[dict]:
-    """Load a .json list (LLaVA) or .jsonl file and validate every record."""
+    """Load a .json list (LLaVA) or .jsonl file and validate every record; the first bad one raises."""
+    return [record for _, record in read_records(path, strict=True)[0]]
+
+
+def read_records(path: str | os.PathLike, strict: bool = True) -> tuple[list[tuple[int, dict]], list[str]]:
+    """((index in the file, record) of the valid records, the bad ones named): strict raises
+    InstructionFormatError at the first bad record;
+    lenient names and counts each one ("<file> record <i> (id=...): why") and keeps the rest.
+    A file that is not JSON at all raises in both modes."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"instruction file {path} does not exist")
@@ -77,9 +85,17 @@ def read_llava_json(path: str | os.PathLike) -> list[dict]:
             raise InstructionFormatError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
         if not isinstance(records, list):
             raise InstructionFormatError(f"{path}: expected a JSON list of records")
+    valid, bad = [], []
     for i, rec in enumerate(records):
-        validate_record(rec, f"{path} record {i}")
-    return records
+        try:
+            validate_record(rec, f"{path} record {i}")
+        except InstructionFormatError as err:
+            if strict:
+                raise
+            bad.append(str(err))
+            continue
+        valid.append((i, rec))
+    return valid, bad
 
 
 def write_llava_json(records: Iterable[dict], path: str | os.PathLike) -> Path:

@@ -1,4 +1,5 @@
-"""Face Info Mining (paper Eq. 3, Fig. 3) and its ablation arm `pool_concat` (Tab. 7).
+"""Face Info Mining (paper Eq. 3, Fig. 3), its ablation arm `pool_concat` (Tab. 7), and `mean`: LLaMA-VID's own
+content token (the frame's vision tokens averaged, nothing learned), for the pretrained zero-shot baseline.
 
     H^V = Pool( FFN(GFAttn(SAttn(X^V), X^F)) + LFAttn(SAttn(X^V), X^F, X^L) )
 
@@ -28,7 +29,7 @@ class FIMConfig:
     heads: int = 4
     ffn_mult: int = 2
     dropout: float = 0.0
-    mode: str = "fim"              # "fim" (Eq. 3) | "pool_concat" (Tab. 7 baseline)
+    mode: str = "fim"              # "fim" (Eq. 3) | "pool_concat" (Tab. 7 baseline) | "mean" (LLaMA-VID's)
     use_face_embedding: bool = True  # Tab. 5: without it, FIM reduces to SAttn + FFN + Pool on X^V
 
 
@@ -106,7 +107,22 @@ class PoolConcat(nn.Module):
         return self.out(torch.cat(pooled, dim=-1))
 
 
-FIM_MODES: dict[str, type[nn.Module]] = {"fim": FaceInfoMining, "pool_concat": PoolConcat}
+class MeanPool(nn.Module):
+    """LLaMA-VID's content token: the mean of the frame's vision tokens, read by the pretrained content projector
+    at the vision width (a linear map first only where `dim` differs, as in the tiny stack). No face tokens."""
+
+    def __init__(self, vision_dim: int, face_dim: int, cfg: FIMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vision_in = nn.Identity() if vision_dim == cfg.dim else nn.Linear(vision_dim, cfg.dim)
+        self.record = False
+        self.attention: dict[str, torch.Tensor] = {}
+
+    def forward(self, vision_tokens, face_tokens=None, au_masks=None) -> torch.Tensor:
+        return self.vision_in(vision_tokens.mean(1))
+
+
+FIM_MODES: dict[str, type[nn.Module]] = {"fim": FaceInfoMining, "pool_concat": PoolConcat, "mean": MeanPool}
 
 
 def build_fim(vision_dim: int, face_dim: int, cfg: FIMConfig) -> nn.Module:
