@@ -49,7 +49,8 @@ def test_05_train_short_run(tmp_path, monkeypatch):
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["dataset"] == "mini" and metrics["stack"] == "offline" and metrics["steps"] == 3
     for key in ("zero_shot", "trained"):
-        assert set(metrics[key]) == {"acc", "uar", "war", "wf1", "unparseable"}
+        assert set(metrics[key]) - {"by_kind"} == {"acc", "uar", "war", "wf1", "unparseable"}
+        assert set(metrics[key].get("by_kind", {})) <= {"image", "video"}  # both kinds drawn: each apart
     assert len(metrics["train_loss"]) == 3 and len(metrics["align_loss"]) == 4
     assert (out_dir / "model" / "trainable.safetensors").exists() and (out_dir / "confusion.png").exists()
     _assert_figures_shown(tmp_path / "05.ipynb")

@@ -39,10 +39,12 @@ def record_turns(record: dict) -> list[tuple[str, str]]:
 INSTRUCTION_TYPES = ("category", "conversation")  # Tab. 6; an empty choice means no instruction tuning
 
 
-def build_items(samples: Sequence[Sample], classes_of: Mapping[str | None, Sequence[str]], cfg: TrainConfig,
-                agr_of: Callable[[Sample], str]) -> list[TrainItem]:
+def build_items(samples: Sequence[Sample], classes: Sequence[str] | Mapping[str | None, Sequence[str]],
+                cfg: TrainConfig, agr_of: Callable[[Sample], str]) -> list[TrainItem]:
     """Category records (a `choice_share` of them ending with the zero-shot guard and 'My choice is: ...') +
-    conversations. A category question names the classes of the sample's own dataset (`classes_of`)."""
+    conversations. A category question names `classes`, or, given a mapping dataset -> classes (a run on
+    several datasets), the classes of the sample's own dataset."""
+    classes_of = classes if isinstance(classes, Mapping) else {s.dataset: tuple(classes) for s in samples}
     unknown = sorted(set(cfg.instruction_types) - set(INSTRUCTION_TYPES))
     if unknown:
         raise ValueError(f"instruction_types {unknown}: choose from {INSTRUCTION_TYPES} (none: zero-shot only)")
