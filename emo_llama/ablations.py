@@ -242,7 +242,8 @@ def train_job(base: TrainConfig, job: Job, seed: int, out: Path, threads: int | 
             if test_kinds is None:
                 test_kinds = {s.kind for s in (result.test_samples if result is not None else load_splits(cfg).test)}
             figures = _of_kind(figures, arm, test_kinds)
-        figures = {k: v for k, v in figures.items() if k != "by_kind"}
+        else:
+            figures = {k: v for k, v in figures.items() if k != "by_kind"}
         real = metrics.get("real_faces") if source == "trained" else None  # the trained model's
         rows[arm.name] = ({"seed": seed, **figures, "run": job.key, "source": how}
                           | ({"real_faces": f"{real['correct']}/{real['total']}"} if real else {}))

@@ -63,7 +63,8 @@ def dataset_specs(names: Sequence[str], cfg: TrainConfig, single: bool) -> list[
         name, _, root = str(text).partition("=")
         name, _, split = name.partition(":")
         root = root.strip() or (cfg.data_root if single else None)
-        specs.append(DatasetConfig(name.strip().lower(), str(repo_path(root)) if root else None, cfg.fold,
+        name = name.strip().lower()
+        specs.append(DatasetConfig(name, str(repo_path(root)) if root else None, cfg.fold, _options(cfg, name),
                                    test_split=split.strip() or "test"))
     return specs
 
@@ -109,7 +110,6 @@ def load_splits(cfg: TrainConfig) -> Splits:
     classes_of, train, test_sets = {}, [], {}
     skipped = 0
     for spec in train_specs:
-        spec.options = _options(cfg, spec.name)
         train_split = spec.load("train")
         classes_of[spec.name] = tuple(train_split.classes)
         kept = [s for s in train_split.samples if s.kind in cfg.train_kinds]
@@ -134,7 +134,6 @@ def load_test_sets(cfg: TrainConfig, names: Sequence[str]) -> dict[str, tuple[tu
 
 
 def _test_split(spec: DatasetConfig, cfg: TrainConfig) -> tuple[tuple[str, ...], list[Sample]]:
-    spec.options = _options(cfg, spec.name)
     test_split = spec.load(spec.test_split)
     samples = limit_samples(test_split.samples, cfg.eval_limit, cfg.limit_seed)
     return tuple(test_split.classes), [replace(s, dataset=spec.name) for s in samples]

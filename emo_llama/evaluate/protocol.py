@@ -39,7 +39,7 @@ from emo_llama.config import TrainConfig
 from emo_llama.data import compute_metrics
 from emo_llama.data.labels import try_canonical
 from emo_llama.data.splits import load_test_sets
-from emo_llama.evaluate.scoring import evaluate, headline, to_jsonable
+from emo_llama.evaluate.scoring import by_kind, evaluate, headline, to_jsonable
 from emo_llama.features import LazyFeatures, extract_to_store
 from emo_llama.model import EmoLlama, get_stack
 from emo_llama.prompts import eval_questions
@@ -101,10 +101,9 @@ def expert_metrics(bank, samples, classes: Sequence[str], expression_names: Sequ
         predictions.append(next((n for n in ranked if n in classes), None))
     metrics = compute_metrics([s.label for s in samples], predictions, classes)
     metrics["predictions"] = predictions
-    if len({s.kind for s in samples}) > 1:
-        metrics["by_kind"] = {k: headline(compute_metrics([s.label for s in samples if s.kind == k],
-                                                          [p for p, s in zip(predictions, samples) if s.kind == k],
-                                                          classes)) for k in sorted({s.kind for s in samples})}
+    kinds = [s.kind for s in samples]
+    if len(set(kinds)) > 1:
+        metrics["by_kind"] = by_kind([s.label for s in samples], predictions, kinds, classes)
     metrics["unseen_classes"] = [c for c in classes if c not in names]
     return metrics
 

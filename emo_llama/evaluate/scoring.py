@@ -79,11 +79,16 @@ def evaluate(model, media: Sequence, labels: Sequence[str], classes: Sequence[st
                           if a.error is None and not getattr(a, "face_found", True)]
     metrics["frames_without_face"] = sum(getattr(a, "frames_without_face", 0) for a in answers)
     if kinds is not None and len(set(kinds)) > 1:
-        metrics["by_kind"] = {kind: headline(compute_metrics([lab for lab, k in zip(labels, kinds) if k == kind],
-                                                             [p for p, k in zip(predictions, kinds) if k == kind],
-                                                             classes))
-                              for kind in sorted(set(kinds))}
+        metrics["by_kind"] = by_kind(labels, predictions, kinds, classes)
     return metrics
+
+
+def by_kind(labels: Sequence[str], predictions: Sequence[str | None], kinds: Sequence[str],
+            classes: Sequence[str]) -> dict[str, dict]:
+    """Headline figures of each media kind's samples apart (images, videos)."""
+    return {kind: headline(compute_metrics([lab for lab, k in zip(labels, kinds) if k == kind],
+                                           [p for p, k in zip(predictions, kinds) if k == kind], classes))
+            for kind in sorted(set(kinds))}
 
 
 HEADLINE = ("acc", "uar", "war", "wf1", "unparseable")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -111,12 +110,9 @@ def instruction_file_items(cfg: TrainConfig) -> tuple[list[TrainItem], list[Samp
         for n, rec in records:
             kind = "video" if "video" in rec else "image"
             where = f"{path} record {n} (id={rec.get('id')!r})"
-            problem = None
-            if kind not in rec and "image" not in rec:
-                problem = "has no image or video: the kit trains on media records only"
-            else:
-                file = Path(rec[kind]) if Path(rec[kind]).is_absolute() else root / rec[kind]
-                problem = None if file.exists() else f"its {kind} {file} does not exist"
+            file = (root / rec[kind]) if kind in rec else None  # an absolute path stays itself under `/`
+            problem = ("has no image or video: the kit trains on media records only" if file is None
+                       else None if file.exists() else f"its {kind} {file} does not exist")
             if problem:
                 if cfg.instruction_strict:
                     raise FileNotFoundError(f"{where}: {problem} (instruction_strict=False names and skips it)")
