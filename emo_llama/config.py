@@ -44,6 +44,10 @@ class EmoLlamaConfig:
     use_expression: bool | None = None
     expression_residual: bool = False   # add a trained MLP to the expression token (default: the reading's words only)
     vision_dropout: float = 0.5         # training only: share of frames whose vision tokens are set to their mean
+    use_vision: bool = True             # the frame's context and visual tokens (False with use_audio: audio only)
+    # Emotion-LLaMA's audio branch: one token per frame from that second's sound (the stack's audio encoder)
+    use_audio: bool = False
+    audio_dropout: float = 0.0          # training only: share of frames whose sound is replaced by "no sound"
     # LoRA (paper: r=128, alpha=256 as LLaVA-1.5); CPU default smaller.
     lora_r: int = 16
     lora_alpha: int | None = None      # None: 2 * lora_r
@@ -64,7 +68,7 @@ class EmoLlamaConfig:
 
     @property
     def tokens_per_frame(self) -> int:
-        return 2 + int(self.use_landmarks) + int(bool(self.use_expression))
+        return 2 * int(self.use_vision) + int(self.use_landmarks) + int(bool(self.use_expression)) + int(self.use_audio)
 
     @classmethod
     def from_dict(cls, d: dict) -> EmoLlamaConfig:
@@ -100,7 +104,7 @@ def recipe_name(recipe: str, stack: str) -> str:
     return name
 
 
-STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert")  # -> stack_options
+STACK_PATHS = ("llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert", "audio_path")  # -> stack_options
 
 
 @dataclass
@@ -133,6 +137,9 @@ class TrainConfig:
     use_landmarks: bool = True             # Tab. 5: the landmark token
     use_agr: bool = True                   # Tab. 5: the AGR prompt
     use_expression: bool | None = None     # Tab. 5: the expert's expression reading as a token (unset: if it has one)
+    use_vision: bool = True                # the frames' context and visual tokens (off with use_audio: audio only)
+    use_audio: bool = False                # Emotion-LLaMA: a token per frame from its second of sound
+    use_text: bool = False                 # Emotion-LLaMA: the words spoken (subtitle) in the question
     vision_dropout: float | None = None    # share of training frames whose vision tokens are blanked (mini's artefacts)
     loss_mean: str | None = None           # Eq. 6: "token" (over the batch's answer tokens: paper, LLaVA) | "sample"
     lora_r: int | None = None              # LoRA rank
@@ -145,6 +152,7 @@ class TrainConfig:
     expert_path: str | None = None         # paper stack: FaceXFormer's model.pt
     llamavid_path: str | None = None       # paper stack: LLaMA-VID-7B folder (Q-Former, projectors, LLM)
     qformer_bert: str | None = None        # paper stack: bert-base-uncased folder (unset: the hub id)
+    audio_path: str | None = None          # paper stack: a local HuBERT / wav2vec2 folder (the audio encoder)
     # optimisation
     epochs: float | None = None            # used when max_steps is 0
     max_steps: int | None = None           # optimizer steps; > 0 overrides epochs
@@ -235,7 +243,7 @@ NOTEBOOK_PARAMETERS = (
     "dataset", "data_root", "fold", "datasets", "dataset_weights", "train_kinds", "eval_datasets", "instruction_files",
     "instruction_root", "stack", "recipe", *STACK_PATHS, "max_steps", "epochs", "batch_size", "lr",
     "new_module_lr", "align_steps", "freeze_after_align", "lora_r", "fim_mode", "use_face_embedding",
-    "use_expression", "use_landmarks", "use_agr", "resample", "instruction_types", "conversation_share", "descriptive_text",
+    "use_expression", "use_landmarks", "use_agr", "use_vision", "use_audio", "use_text", "resample", "instruction_types", "conversation_share", "descriptive_text",
     "train_limit", "eval_limit", "limit_seed", "output_dir", "checkpoint_every", "checkpoint_minutes", "resume",
     "seed", "device",
 )

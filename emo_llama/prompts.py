@@ -88,6 +88,14 @@ def description_text(sample) -> str | None:
     return f"Description of the {'video' if sample.kind == 'video' else 'image'}: {sample.caption}"
 
 
+def spoken_text(sample) -> str | None:
+    """The words spoken in the clip as questions carry them (Emotion-LLaMA's text input: the subtitle), or None
+    when the sample has no transcript (images; datasets that give none)."""
+    if not sample.text:
+        return None
+    return f'The person says: "{sample.text.strip()}"'
+
+
 def zero_shot_question(classes: Sequence[str], media: str = "image") -> str:
     """The paper's zero-shot evaluation prompt: the question, the class list, then the format guard."""
     return f"{CATEGORY_QUESTIONS[0].format(media=media, classes=class_list_text(classes))} {ZERO_SHOT_SUFFIX}"
@@ -146,14 +154,15 @@ def category_question(classes, media: str = "image") -> str:
     return CATEGORY_QUESTIONS[0].format(media=media, classes=class_list_text(classes))
 
 
-def eval_questions(samples, classes, descriptive_text: bool = False, zero_shot: bool = False) -> list[str]:
+def eval_questions(samples, classes, descriptive_text: bool = False, zero_shot: bool = False,
+                   use_text: bool = False) -> list[str]:
     """The question each test sample is asked: the tuned category question (or the paper's zero-shot prompt),
-    preceded by the sample's descriptive text when `descriptive_text` is on (Tab. 8: text at inference),
-    in the same place training questions carry it."""
+    preceded by the sample's descriptive text when `descriptive_text` is on (Tab. 8: text at inference) and by
+    the words spoken when `use_text` is on (Emotion-LLaMA), in the same place training questions carry them."""
     questions = []
     for s in samples:
         media = "video" if s.kind == "video" else "image"
         question = zero_shot_question(classes, media) if zero_shot else category_question(classes, media)
-        text = description_text(s) if descriptive_text else None
-        questions.append(f"{text}\n{question}" if text else question)
+        texts = [description_text(s) if descriptive_text else None, spoken_text(s) if use_text else None]
+        questions.append("\n".join([t for t in texts if t] + [question]))
     return questions

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 
-import av
 import numpy as np
 import pytest
 import torch
+from fixtures.media import AUDIO_RATE, FPS, TONE_PLAN, TONE_SECONDS, tone, write_media  # noqa: F401
 from PIL import Image
 
 from emo_llama.faces.video import read_video
@@ -21,55 +21,6 @@ from emo_llama.features.audio import (
     load_audio,
     rms_dbfs,
 )
-
-FPS = 10
-AUDIO_RATE = 44_100  # not 16 kHz, so the resampler has work to do
-# The tone clip, second by second: (frequency Hz, amplitude of the left channel; the right one is silent).
-TONE_PLAN = [(220.0, 0.1), (220.0, 0.8), (440.0, 0.8)]
-TONE_SECONDS = 2.5  # the last second is half long
-
-
-def tone(plan, seconds: float, rate: int) -> np.ndarray:
-    """Sine segments of one second each, `plan[i]` = (frequency, amplitude) of second i."""
-    t = np.arange(int(round(seconds * rate))) / rate
-    second = np.minimum(t.astype(int), len(plan) - 1)
-    freq = np.array([f for f, _ in plan])[second]
-    amp = np.array([a for _, a in plan])[second]
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def write_media(path, seconds: float = TONE_SECONDS, video: bool = True, audio: np.ndarray | None = None,
-                audio_codec: str = "aac", rate: int = AUDIO_RATE, stereo: bool = True) -> None:
-    """A small file: a 64x48 video stream at FPS (grey ramp) and/or an audio stream holding `audio` (mono samples;
-    with `stereo` they go to the left channel and the right one is silent)."""
-    layout = "stereo" if stereo else "mono"
-    with av.open(str(path), "w") as container:
-        if video:
-            vstream = container.add_stream("mpeg4", rate=FPS)
-            vstream.width, vstream.height, vstream.pix_fmt = 64, 48, "yuv420p"
-        if audio is not None:
-            astream = container.add_stream(audio_codec, rate=rate)
-            astream.layout = layout
-            sample_format = "fltp" if audio_codec == "aac" else "s16p"
-        if video:
-            for i in range(int(round(seconds * FPS))):
-                image = np.full((48, 64, 3), (i * 9) % 255, np.uint8)
-                for packet in vstream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                    container.mux(packet)
-            for packet in vstream.encode():
-                container.mux(packet)
-        if audio is not None:
-            channels = np.stack([audio, np.zeros_like(audio)]) if stereo else audio[None]
-            if sample_format == "s16p":
-                channels = np.round(channels * 32767).astype(np.int16)
-            for start in range(0, channels.shape[1], 1024):
-                block = np.ascontiguousarray(channels[:, start:start + 1024])
-                frame = av.AudioFrame.from_ndarray(block, format=sample_format, layout=layout)
-                frame.sample_rate, frame.pts = rate, start
-                for packet in astream.encode(frame):
-                    container.mux(packet)
-            for packet in astream.encode():
-                container.mux(packet)
 
 
 @pytest.fixture(scope="module")

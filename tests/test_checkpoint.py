@@ -76,3 +76,19 @@ def test_two_processes_mark_complete_only_after_both_wrote(tmp_path):
     for rank in (0, 1):
         assert f"rng-{rank}.json" in seen["files"] and f"rng-torch-{rank}.safetensors" in seen["files"]
     assert "complete" in seen["files"] and seen["latest"].endswith("step-000003")
+
+
+def test_a_recorded_run_is_read_back_only_for_its_own_config_fields_added_since_at_their_default(tmp_path):
+    import json as _json
+    from dataclasses import asdict, replace
+
+    from emo_llama.config import TrainConfig
+    from emo_llama.train.checkpoint import recorded_metrics
+
+    cfg = TrainConfig(output_dir=str(tmp_path), seed=3)
+    old = {k: v for k, v in _json.loads(_json.dumps(asdict(cfg), default=str)).items() if k != "use_audio"}
+    (tmp_path / "metrics.json").write_text(_json.dumps({"config": old, "trained": {"uar": 0.5}}))
+    assert recorded_metrics(cfg)["trained"]["uar"] == 0.5     # use_audio did not exist: that run did not hear
+    assert recorded_metrics(replace(cfg, use_audio=True)) is None
+    assert recorded_metrics(replace(cfg, seed=4)) is None
+    assert recorded_metrics(replace(cfg, progress=False)) is not None  # run-neutral fields do not count

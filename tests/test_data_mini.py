@@ -1,5 +1,5 @@
-"""The bundled `mini` dataset, on a small build: layouts, identity split, determinism, MTCNN finds the faces;
-data/README.md's description of the synthesis agrees with the code."""
+"""The bundled `mini` dataset, on a small build: layouts, identity split, determinism (pixels and speech), MTCNN
+finds the faces, clips speak; data/README.md's description of the synthesis agrees with the code."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ from emo_llama.data import get_dataset
 from emo_llama.data.aus import VARIANTS
 from emo_llama.data.labels import MINI_CLASSES
 from emo_llama.data.mini.build import _expression, build_mini, load_mini
+from emo_llama.data.mini.speech import QUALITIES, SENTENCES
 from emo_llama.faces.video import load_frames
+from emo_llama.features.audio import load_audio
 from emo_llama.utils import REPO_DATA
 
 SMALL = {"max_identities": 6, "colour_images_per_class": 1, "progress": False}
+DESCRIBED_QUALITIES = tuple(words for _, words in QUALITIES.values() if words)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +60,25 @@ def test_videos_go_neutral_apex_back(small_mini):
         assert 4 <= len(frames) <= 6 and frames[0].shape == (128, 128, 3)
 
 
+def test_clips_speak_a_neutral_sentence_and_images_are_silent(small_mini):
+    root, info = small_mini
+    for split in ("train", "test"):
+        data = load_mini(root, split=split)
+        clips = [s for s in data if s.kind == "video"]
+        images = [s for s in data if s.kind == "image"]
+        assert clips and images
+        assert all(s.text in SENTENCES and s.voice and s.voice.endswith(("voice",) + DESCRIBED_QUALITIES)
+                   for s in clips)
+        assert all(s.text is None and s.voice is None for s in images)
+        for s in clips[:3]:
+            sound = load_audio(s.media)
+            assert sound.status == "ok" and abs(sound.duration - len(load_frames(s.media))) <= 0.2
+    with open(root / "images" / "mini_meta.tsv", encoding="utf-8") as f:
+        header, first = f.readline().rstrip("\n").split("\t"), f.readline().rstrip("\n").split("\t")
+    assert header[-2:] == ["text", "voice"] and first[-2:] == ["", ""]
+    assert info["speech"]["engine"].startswith("eSpeak NG") and set(info["speech"]["prosody"]) == set(MINI_CLASSES)
+
+
 def test_captions_follow_the_aus(small_mini):
     import csv
 
@@ -86,6 +108,9 @@ def test_same_seed_same_bytes_and_pixels(small_mini, tmp_path):
     a, b = load_mini(root, split="test"), load_mini(again, split="test")
     for sa, sb in zip(a.samples, b.samples):
         assert np.array_equal(np.stack(load_frames(sa.media)), np.stack(load_frames(sb.media)))
+    clips = [(sa, sb) for sa, sb in zip(a.samples, b.samples) if sa.kind == "video"]
+    assert clips and all(np.array_equal(load_audio(sa.media).samples, load_audio(sb.media).samples)
+                         for sa, sb in clips)  # the same speech too
 
 
 def test_only_split_renders_that_split_exactly_as_the_full_build(small_mini, tmp_path):
@@ -99,8 +124,10 @@ def test_only_split_renders_that_split_exactly_as_the_full_build(small_mini, tmp
     a, b = load_mini(root, split="test"), load_mini(part, split="test")
     assert len(a.samples) == len(b.samples) > len(full)  # the images and the clips
     for sa, sb in zip(a.samples, b.samples):
-        assert sa.label == sb.label
+        assert sa.label == sb.label and sa.text == sb.text and sa.voice == sb.voice
         assert np.array_equal(np.stack(load_frames(sa.media)), np.stack(load_frames(sb.media)))
+        if sa.kind == "video":  # a clip's speech is keyed on its slot, not its running number
+            assert np.array_equal(load_audio(sa.media).samples, load_audio(sb.media).samples)
 
 
 def test_mtcnn_finds_the_synthesised_faces(small_mini):

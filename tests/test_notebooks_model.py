@@ -61,6 +61,21 @@ def test_05_train_short_run(tmp_path, monkeypatch):
         assert stage in printed, stage
 
 
+def test_05_hears_with_use_audio(tmp_path):
+    # `-p use_audio True`: mini's clips with their sound (eGeMAPS, the offline stack's audio encoder) and the words
+    # spoken in the question; the audio section of metrics.json counts every media's sound status.
+    out_dir = tmp_path / "run05a"
+    _papermill("05_train.ipynb", tmp_path / "05a.ipynb", max_steps=2, batch_size=4, train_limit=14, eval_limit=8,
+               align_steps=2, use_audio=True, use_text=True, train_kinds="video", output_dir=str(out_dir))
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["config"]["use_audio"] and metrics["config"]["use_text"] and metrics["steps"] == 2
+    counts = metrics["audio"]["status_counts"]
+    assert counts["ok"] >= 1 and counts["no_audio_track"] >= 1 and metrics["audio"]["clips_without_sound"] == 0
+    config = json.loads((out_dir / "model" / "emo_llama_config.json").read_text())
+    assert config["use_audio"] is True
+    _assert_figures_shown(tmp_path / "05a.ipynb")
+
+
 def test_05_missing_dataset_stops_at_once(tmp_path):
     import papermill
     with pytest.raises(papermill.PapermillExecutionError) as err:
@@ -112,3 +127,22 @@ def test_06_ablations_tiny_run(tmp_path):
     text = (tmp_path / "06.ipynb").read_text()
     for table in (2, 3, 5, 6, 7, 8, 9):
         assert f"Tab. {table}: " in text  # the comparison table and the sentence on difference vs seed spread
+
+
+def test_07_multimodal_tiny_run(tmp_path):
+    # The tiny stack (random weights) on mini with sound: the eGeMAPS table on a few clips, flagged sound, AUs on
+    # real faces, Tab. 10's arms (face, face + audio, audio only, face + spoken text) for 1 seed, and a reason model.
+    out_dir = tmp_path / "mm"
+    _papermill("07_multimodal.ipynb", tmp_path / "07.ipynb", stack="tiny", seeds=1, max_steps=1, align_steps=1,
+               batch_size=2, train_limit=28, eval_limit=28, voice_clips=14, output_dir=str(out_dir))
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["tables"] == [10] and set(results["arms"]) == {"t10_visual", "t10_visual_audio",
+                                                                   "t10_audio_only", "t10_visual_text"}
+    for arm in results["arms"].values():
+        assert {s["kind"] for s in arm["per_seed"]} == {"video"} and "wf1" in arm["mean"]
+    reason = json.loads((out_dir / "reason" / "metrics.json").read_text())
+    assert reason["reasons"]["n"] > 0 and reason["audio"]["status_counts"]["ok"] > 0
+    _assert_figures_shown(tmp_path / "07.ipynb")
+    text = (tmp_path / "07.ipynb").read_text()
+    for status in ("no_audio_track", "silent", "unreadable"):
+        assert f"**{status}**" in text  # each kind of missing sound is named in the table

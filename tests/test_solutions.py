@@ -147,3 +147,16 @@ def test_05_train(tmp_path):
     assert with_lm["trainable"] - without["trainable"] == with_lm["landmark_encoder"] > 0
     assert "landmark_encoder" in with_lm["parts"] and "landmark_encoder" not in without["parts"]
     assert with_lm["prompt_positions"] - without["prompt_positions"] == 1
+
+
+def test_07_multimodal(tmp_path):
+    answers = load("07_multimodal").solve(tmp_path)
+    voices = answers["exercise_1"]
+    assert len(voices) == 6 and all(v["described"] and v["described"].endswith("voice") for v in voices)
+    assert all(v["written"] for v in voices)  # mini wrote the voice it synthesised for every clip
+    audio = answers["exercise_2"]["audio"]
+    assert answers["exercise_2"]["audio_dropout"] == 0.5 and audio["status_counts"]["ok"] >= 1
+    merr = answers["exercise_3"]
+    assert len(merr["records"]) == 3 and not merr["bad"] and len(merr["read_back"]) == 3
+    first = next(iter(merr["records"][0].values()))
+    assert first["audio_prior_list"].endswith("voice") and "pseu_emotion" in first

@@ -63,25 +63,29 @@ AU_CLAUSES_ZH: dict[int, str] = {
 _READING_ORDER = (1, 2, 4, 5, 7, 6, 9, 10, 12, 14, 15, 16, 17, 20, 23, 24, 25, 26, 27)
 
 
+def reading_order(aus: Sequence[int]) -> list[int]:
+    """AUs in the order captions and reasons read them: top of the face to the bottom, the lip corner puller first
+    in a smile (mouth first reads more naturally there); AUs outside the table (CASME II's 18, 43, ...) last, by
+    number."""
+    present = set(aus)
+    ordered = [a for a in _READING_ORDER if a in present] + sorted(present - set(_READING_ORDER))
+    return [12] + [a for a in ordered if a != 12] if 12 in present else ordered
+
+
 def describe_aus(aus: Sequence[int]) -> str:
     """An English caption for a set of AUs, e.g. (6, 12) -> 'The lip corners rise and the cheeks lift.'"""
-    ordered = [a for a in _READING_ORDER if a in set(aus)]
+    ordered = [a for a in reading_order(aus) if a in AU_CLAUSES]
     if not ordered:
         return "The face is relaxed, with no visible muscle movement."
-    # Mouth first reads more naturally for smiles; otherwise top to bottom.
-    if 12 in ordered:
-        ordered = [12] + [a for a in ordered if a != 12]
     clauses = [AU_CLAUSES[a] for a in ordered]
     text = clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + " and " + clauses[-1]
     return text[0].upper() + text[1:] + "."
 
 
 def describe_aus_zh(aus: Sequence[int]) -> str:
-    ordered = [a for a in _READING_ORDER if a in set(aus)]
+    ordered = [a for a in reading_order(aus) if a in AU_CLAUSES_ZH]
     if not ordered:
         return "面部放松，没有明显的肌肉运动。"
-    if 12 in ordered:
-        ordered = [12] + [a for a in ordered if a != 12]
     return "，".join(AU_CLAUSES_ZH[a] for a in ordered) + "。"
 
 

@@ -12,9 +12,9 @@ from emo_llama.evaluate.protocol import BASELINES, evaluate_models, protocol_tab
 from emo_llama.evaluate.scoring import headline
 
 # The TrainConfig fields the command reads (the same names and meanings as `python -m emo_llama.train`).
-FIELDS = ("data_root", "fold", "eval_limit", "limit_seed", "descriptive_text", "max_frames", "eval_batch_size",
-          "max_new_tokens", "stack", "llm_path", "vision_path", "expert_path", "llamavid_path", "qformer_bert",
-          "device")
+FIELDS = ("data_root", "fold", "eval_limit", "limit_seed", "descriptive_text", "use_text", "max_frames",
+          "eval_batch_size", "max_new_tokens", "stack", "llm_path", "vision_path", "expert_path", "llamavid_path",
+          "qformer_bert", "audio_path", "device")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,7 +40,7 @@ from emo_llama.data import compute_metrics
 from emo_llama.data.labels import try_canonical
 from emo_llama.data.splits import load_test_sets
 from emo_llama.evaluate.scoring import by_kind, evaluate, headline, to_jsonable
-from emo_llama.features import LazyFeatures, extract_to_store
+from emo_llama.features import LazyFeatures, WithAudio, extract_audio_to_store, extract_to_store
 from emo_llama.model import EmoLlama, get_stack
 from emo_llama.prompts import eval_questions
 from emo_llama.utils import digest, repo_path
@@ -126,6 +126,16 @@ def load_model(spec: str, cfg: TrainConfig) -> tuple[EmoLlama, tuple[str, ...] |
     return EmoLlama.from_pretrained(folder, device=cfg.device), seen, str(folder.parent.name or folder)
 
 
+def trained_with_text(spec: str) -> bool:
+    """Whether a saved run was tuned with the words spoken in its questions (`use_text`, in its trained_on.json):
+    it is then asked with them too, as it was trained."""
+    folder = repo_path(spec)
+    for path in (folder / "model" / TRAINED_ON, folder / TRAINED_ON):
+        if path.exists():
+            return bool(json.loads(path.read_text()).get("use_text", False))
+    return False
+
+
 def evaluate_models(model_spec: str, cfg: TrainConfig, datasets: Sequence[str], output_dir: str | Path | None = None,
                     progress: bool = True) -> dict[str, dict]:
     """Score one model on each dataset's test split; writes <output_dir>/<dataset>/metrics.json (and
@@ -144,12 +154,16 @@ def evaluate_models(model_spec: str, cfg: TrainConfig, datasets: Sequence[str], 
     samples = [s for _, test in tests.values() for s in test]
     _, bank, errors = extract_to_store(stack, samples, cfg.max_frames, "cpu" if expert else model.device,
                                        progress=progress)
+    if not expert and model.config.use_audio:  # a model that hears gets each media's sound next to its frames
+        _, audio_store, _ = extract_audio_to_store(stack.audio_encoder(), samples, cfg.max_frames, progress=progress)
+        bank = WithAudio(bank, audio_store)
     results = {}
     for dataset, (classes, test) in tests.items():
         if expert:
             metrics = expert_metrics(bank, test, classes, stack.expression_names)
         else:
-            questions = eval_questions(test, classes, cfg.descriptive_text, zero_shot=model_spec == "pretrained")
+            questions = eval_questions(test, classes, cfg.descriptive_text, zero_shot=model_spec == "pretrained",
+                                       use_text=cfg.use_text or trained_with_text(model_spec))
             desc = f"eval {dataset}"
             saved = answers_folder(out / "answers_progress", desc, model, test, questions, cfg.max_new_tokens,
                                    getattr(bank, "key", ""))  # a killed evaluation resumes from its saved batches

@@ -4,9 +4,11 @@ happiness") that need no paid service, and an LLM judge as an option.
 Offline, deterministic:
 - `reason_label`: the emotion a reason concludes with;
 - `reason_aus`: the Action Units a reason names, by code or by FACS name, negated mentions left out;
-- `parse_au_coding`: a dataset's AU coding ("4+L10+R12", CASME II's column) as AU codes, laterality kept aside;
+- `parse_au_coding` (declared in `emo_llama.data.text.reasons`, which writes the training reasons): a dataset's AU
+  coding ("4+L10+R12", CASME II's column; mini's "6+12") as AU codes, laterality kept aside;
 - `clue_scores`: label accuracy of the reasons and precision / recall of the AUs they name against the AUs that
-  are there (mini: by construction; real data: the dataset's AU coding).
+  are there (mini: by construction; real data: the dataset's AU coding);
+- `score_reasons`: a model asked the reason question on test samples with AU coding, its answers scored so.
 
 Optional: `LLMJudge`, any OpenAI-compatible chat-completions endpoint asked for the two overlap scores that
 EMER and Emotion-LLaMA report (clue overlap and label overlap, 0 to 10). Nothing in the kit creates one: it is off
@@ -26,6 +28,8 @@ from typing import NamedTuple
 from emo_llama.data.labels import CANONICAL, try_canonical
 from emo_llama.data.parsing import parse_answer
 from emo_llama.data.text.merr import FACS_NAME_TO_AU, au_code, normalise_au_name
+from emo_llama.data.text.reasons import parse_au_coding, reason_question
+from emo_llama.progress import progress as progress_bar
 
 # --- the label a reason concludes with ---------------------------------------------------------------------------
 
@@ -154,63 +158,6 @@ def reason_aus(reason: str | None, phrases: Mapping[str, int] | None = None) -> 
     return found
 
 
-# --- a dataset's AU coding ----------------------------------------------------------------------------------------
-
-
-class AUCoding(frozenset):
-    """The AUs of one coding string: a frozenset of codes ({"AU4", "AU10", "AU12"}) that also carries `sides`,
-    code -> "L" or "R" for an AU coded on one side of the face only (absent for a bilateral AU)."""
-
-    sides: dict[str, str]
-
-    def __new__(cls, codes: Iterable[str] = (), sides: Mapping[str, str] | None = None) -> AUCoding:
-        coding = super().__new__(cls, codes)
-        coding.sides = dict(sides or {})
-        return coding
-
-    def __repr__(self) -> str:
-        return f"AUCoding({sorted(self, key=lambda c: int(c[2:]))}, sides={self.sides})"
-
-
-# One FACS coding token: optional "AU", optional side letter before or after the number, optional intensity A-E.
-_CODING_TOKEN = re.compile(r"^(?:AU)?([LR])?0*(\d{1,2})([A-E])?([LR])?$")
-
-
-def parse_au_coding(coding: str | int | float | None) -> AUCoding:
-    """A FACS coding string as AU codes: "4+L10+R12" -> {"AU4", "AU10", "AU12"} with sides {"AU10": "L",
-    "AU12": "R"}.
-
-    Tokens are joined by "+" (CASME II's "Action Units" column; commas are read too); each is a number with an
-    optional "AU", an optional side L/R (before or after the number) and an optional FACS intensity letter A-E
-    ("12C"), which is dropped. An AU coded on both sides ("L12+R12") or also without a side is bilateral and has no
-    entry in `sides`. A spreadsheet number (4, 4.0) reads as one AU; an empty coding is the empty set. Any other
-    token raises ValueError naming it and the coding.
-    """
-    if coding is None:
-        return AUCoding()
-    if isinstance(coding, float) and coding.is_integer():
-        coding = int(coding)
-    text = str(coding).strip()
-    codes: list[str] = []
-    seen_sides: dict[str, set[str]] = {}
-    for raw in re.split(r"[+,]", text):
-        token = re.sub(r"\s+", "", raw).upper()
-        if not token:
-            if text:
-                raise ValueError(f"AU coding {coding!r}: an empty token (a doubled or trailing '+')")
-            continue
-        match = _CODING_TOKEN.match(token)
-        if match is None or (match.group(1) and match.group(4)):
-            raise ValueError(f"AU coding {coding!r}: {raw.strip()!r} is not an AU (expected e.g. '4', 'L10', 'R12', "
-                             "'12C')")
-        code = au_code(int(match.group(2)))
-        if code not in codes:
-            codes.append(code)
-        seen_sides.setdefault(code, set()).add(match.group(1) or match.group(4) or "both")
-    sides = {code: next(iter(s)) for code, s in seen_sides.items() if len(s) == 1 and "both" not in s}
-    return AUCoding(codes, sides)
-
-
 def _au_set(present: object) -> set[str]:
     if isinstance(present, str):
         return set(parse_au_coding(present))
@@ -289,6 +236,38 @@ def clue_scores(reasons: Sequence[str | None], labels: Sequence[str], present_au
         "predicted": predicted,
         "named": named_lists,
     }
+
+
+def score_reasons(model, bank, samples: Sequence, classes: Sequence[str], batch_size: int = 8,
+                  max_new_tokens: int = 128, progress: bool = False, use_voice: bool = True) -> dict:
+    """A model's reasons on test samples, scored offline (`clue_scores`) against the samples' own AU coding.
+
+    Every sample with AU coding (`Sample.aus` set) is asked REASON_QUESTIONS' first phrasing, asking for the voice
+    too when the sample has one and `use_voice` (as training asks: pass the model's `use_audio`), with its features
+    `bank[str(sample.media)]`; greedy answers of at most `max_new_tokens` tokens (the longest mini reason, fear's
+    seven AUs and a voice, is 82 SmolLM2 tokens: a reason cut short loses its conclusion, so the default leaves
+    room). Samples without AU coding have nothing to score the clues against: they are not asked, and counted in
+    `skipped_without_aus`. `answers`: per asked sample, its id, true label, true AUs
+    (sorted codes) and the reason. Raises ValueError when no sample has AU coding.
+    """
+    coded = [s for s in samples if s.aus is not None]
+    if not coded:
+        raise ValueError(f"none of the {len(samples)} samples has AU coding (Sample.aus): no reasons to score")
+    questions = [reason_question(s.kind, classes, 0, ask_voice=use_voice and s.voice is not None) for s in coded]
+    model.eval()
+    reasons: list[str] = []
+    starts = range(0, len(coded), batch_size)
+    for start in progress_bar(starts, desc="reasons", disable=not progress):
+        chunk = coded[start: start + batch_size]
+        answers = model.generate([bank[str(s.media)] for s in chunk], questions[start: start + batch_size],
+                                 max_new_tokens=max_new_tokens, require_face=False, paths=[s.media for s in chunk])
+        reasons += [str(a) for a in answers]
+    truths = [sorted(parse_au_coding(s.aus), key=lambda c: int(c[2:])) for s in coded]
+    scores = clue_scores(reasons, [s.label for s in coded], truths, classes)
+    scores["answers"] = [{"id": s.id, "label": s.label, "aus": aus, "reason": reason}
+                         for s, aus, reason in zip(coded, truths, reasons, strict=True)]
+    scores["skipped_without_aus"] = len(samples) - len(coded)
+    return scores
 
 
 # --- the optional LLM judge ---------------------------------------------------------------------------------------

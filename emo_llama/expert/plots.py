@@ -134,3 +134,24 @@ def face_explorer(crops: np.ndarray, out: ExpertOutput, names: list[str], pca_rg
     return figure_with_controls(draw, {
         "i": widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)], description="face"),
         "region": widgets.Dropdown(options=list(AU_REGIONS), value="AU12", description="AU")})
+
+
+# Where each geometric AU's name is written on the face: the landmarks its measure moves (expert.au_geometry).
+AU_ANCHORS = {"AU1": (21, 22), "AU2": (17, 26), "AU4": (21, 22), "AU5": (37, 44), "AU7": (40, 47), "AU9": (31, 35),
+              "AU12": (48, 54), "AU15": (48, 54), "AU20": (48, 54), "AU25": (62, 66), "AU26": (8,)}
+
+
+def plot_face_aus(ax, crop: np.ndarray, landmarks_68: np.ndarray, aus: list[tuple[str, float]], title: str = ""):
+    """A face crop with its 68 landmarks and the estimated AUs (`AUEstimates.top`) written where they move the
+    face, each with its intensity in neutral spreads."""
+    size = crop.shape[0]
+    ax.imshow(crop)
+    draw_landmarks(ax, landmarks_68, size, colour="yellow")
+    pts = np.asarray(landmarks_68) * size
+    for k, (name, value) in enumerate(aus):
+        anchor = pts[list(AU_ANCHORS.get(name, (30,)))].mean(0)
+        ax.annotate(f"{name} {value:.1f}", anchor, xytext=(anchor[0], anchor[1] + (k - len(aus) / 2) * 0.09 * size),
+                    color="white", fontsize=7, ha="center", arrowprops=dict(arrowstyle="-", color="white", lw=0.6),
+                    bbox=dict(facecolor=f"C{k}", alpha=0.7, pad=0.6, lw=0))
+    ax.set_title(title, fontsize=8)
+    ax.set_axis_off()

@@ -411,6 +411,24 @@ class AudioFeatures:
     status: str
     message: str
 
+    # As a feature store's record (features.store.FeatureStore(record=AudioFeatures)): the tensors it keeps and
+    # the one text next to them (status and message, as JSON). Nothing is stored in float16: eGeMAPS values
+    # span many orders of magnitude.
+    STORED = ("features", "valid", "starts")
+    HALF = ()
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self.STORED}
+
+    @property
+    def store_text(self) -> str:
+        return json.dumps({"status": self.status, "message": self.message})
+
+    @classmethod
+    def from_store(cls, tensors: dict[str, torch.Tensor], text: str) -> AudioFeatures:
+        note = json.loads(text)
+        return cls(**tensors, status=note["status"], message=note["message"])
+
 
 def extract_audio(path: str | os.PathLike, encoder: AudioEncoder, max_seconds: int | None,
                   window_seconds: float = 1.0) -> AudioFeatures:
@@ -423,3 +441,88 @@ def extract_audio(path: str | os.PathLike, encoder: AudioEncoder, max_seconds: i
     windows = audio_windows(track, max_seconds, window_seconds)
     return AudioFeatures(encoder.encode_windows(windows), encoder.readable(windows),
                          torch.from_numpy(windows.starts), track.status, track.message)
+
+
+AUDIO_FEATURE_VERSION = "1"
+
+
+class AudioExtractor:
+    """media path -> AudioFeatures with one window per kept frame: the audio counterpart of
+    `features.extractor.FeatureExtractor`, so the same on-disk store keeps, resumes and shards it
+    (`FeatureStore.for_extractor(AudioExtractor(...))`, keyed on `settings()`)."""
+
+    record = AudioFeatures
+    crops_faces = False  # the store key leaves the face detector out
+
+    def __init__(self, encoder: AudioEncoder, max_frames: int = 8, fps: float = 1.0):
+        self.encoder, self.max_frames, self.fps = encoder, max_frames, fps
+
+    def settings(self) -> dict:
+        """Everything that changes an audio feature (the store key hashes this)."""
+        return {"stack": f"audio-{self.encoder.name}", "encoder": self.encoder.settings(),
+                "max_frames": self.max_frames, "window_seconds": 1.0 / self.fps, "version": AUDIO_FEATURE_VERSION,
+                "pyav": _version("av")}
+
+    def extract_uncached(self, media: str | os.PathLike) -> AudioFeatures:
+        """Never raises for a media problem (its status says it); a transient OS error passes through."""
+        return extract_audio(media, self.encoder, self.max_frames, 1.0 / self.fps)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+# ----- the voice as words: a clue an LLM can read (MERR's audio_prior_list, the reason instruction) ----------------
+
+# The eGeMAPS functionals a listener names, each with the words for "above" and "below" the reference voice.
+VOICE_CUES = (
+    ("F0semitoneFrom27.5Hz_sma3nz_amean", "high-pitched", "low-pitched"),
+    ("F0semitoneFrom27.5Hz_sma3nz_pctlrange0-2", "wide-ranging", "monotonous"),
+    ("loudness_sma3_amean", "loud", "soft"),
+    ("loudnessPeaksPerSec", "fast", "slow"),  # syllable-rate proxy (VoicedSegmentsPerSec counts pauses too)
+)
+
+
+@dataclass(frozen=True)
+class VoiceReference:
+    """Mean and spread of each `VOICE_CUES` functional over a set of voices (a dataset's clips): a voice is
+    described relative to it, as a listener would ("higher than these speakers usually are")."""
+
+    columns: tuple[int, ...]
+    mean: np.ndarray
+    spread: np.ndarray
+
+    @classmethod
+    def fit(cls, clips: Sequence[tuple[torch.Tensor, torch.Tensor]], feature_names: Sequence[str]) -> VoiceReference:
+        """From (features (T, 88), valid (T,)) per clip of eGeMAPS windows: each clip's mean over its windows with
+        sound counts once. Raises when the features are not eGeMAPS or fewer than 2 clips have sound."""
+        missing = [name for name, *_ in VOICE_CUES if name not in feature_names]
+        if missing:
+            raise ValueError(f"the voice is described from eGeMAPS functionals; these features lack {missing[:2]}")
+        columns = tuple(list(feature_names).index(name) for name, *_ in VOICE_CUES)
+        rows = np.array([_clip_mean(f, v)[list(columns)] for f, v in clips if bool(v.any())])
+        if len(rows) < 2:
+            raise ValueError(f"{len(rows)} clips with sound: a voice reference needs at least 2")
+        return cls(columns, rows.mean(0), np.maximum(rows.std(0, ddof=1), 1e-6))
+
+
+def _clip_mean(features: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
+    return features[valid.bool()].double().mean(0).numpy()
+
+
+def describe_voice(features: torch.Tensor, valid: torch.Tensor, reference: VoiceReference,
+                   threshold: float = 0.5) -> str | None:
+    """The clip's voice in words relative to `reference`, e.g. "a high-pitched, loud and fast voice"; "an
+    ordinary voice" when no cue is `threshold` spreads from the reference; None when no window has sound (no
+    clue, never a guessed one)."""
+    if not bool(valid.any()):
+        return None
+    z = (_clip_mean(features, valid)[list(reference.columns)] - reference.mean) / reference.spread
+    words = [up if value > 0 else down for value, (_, up, down) in zip(z, VOICE_CUES) if abs(value) >= threshold]
+    if not words:
+        return "an ordinary voice"
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"a {listed} voice"

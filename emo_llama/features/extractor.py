@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,17 +49,55 @@ class MediaFeatures:
     # expert has no expression head (also what features made without one get)
     expression_probs: torch.Tensor | None = None
     agr: str = ""
+    # The sound next to each frame, attached from the audio store when a model reads audio (`with_audio`; never
+    # stored with the visual features): (T, D_a) encoder features, (T,) bool "this window had sound", and the
+    # media's audio status (features.audio.AUDIO_STATUSES; "" when no audio was attached).
+    audio: torch.Tensor | None = None
+    audio_valid: torch.Tensor | None = None
+    audio_status: str = ""
+
+    # What the visual store and cache keep (the audio has its own store: features.audio.AudioExtractor)
+    STORED = ("vision_tokens", "face_tokens", "landmarks_68", "au_masks", "face_found", "age_years", "gender_probs",
+              "crops", "expression_probs")
+    HALF = ("vision_tokens", "face_tokens")  # float16 in the store (nearly all the bytes; see features.store)
 
     def __post_init__(self) -> None:
+        t = self.vision_tokens.shape[0]
         if self.expression_probs is None:
-            self.expression_probs = torch.zeros(self.vision_tokens.shape[0], 0)
+            self.expression_probs = torch.zeros(t, 0)
+        if self.audio is None:
+            self.audio = torch.zeros(t, 0)
+        if self.audio_valid is None:
+            self.audio_valid = torch.zeros(t, dtype=torch.bool)
 
     @property
     def num_frames(self) -> int:
         return self.vision_tokens.shape[0]
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "agr"}
+        return {name: getattr(self, name) for name in self.STORED}
+
+    @property
+    def store_text(self) -> str:
+        """The one text a store keeps next to the tensors: the AGR prompt."""
+        return self.agr
+
+    @classmethod
+    def from_store(cls, tensors: dict[str, torch.Tensor], text: str) -> MediaFeatures:
+        return cls(**tensors, agr=text)
+
+    def with_audio(self, audio) -> MediaFeatures:
+        """These features with one media's `features.audio.AudioFeatures` attached, one window per frame.
+
+        Window t goes with frame t (`audio_windows` cuts them at the frames' timestamps). A media without usable
+        sound (its status says why) gets zero rows with `audio_valid` False, never invented sound; so do frames
+        past the end of a shorter track."""
+        t, dim = self.num_frames, audio.features.shape[-1]
+        rows, valid = torch.zeros(t, dim), torch.zeros(t, dtype=torch.bool)
+        if audio.status == "ok":
+            n = min(t, audio.features.shape[0])
+            rows[:n], valid[:n] = audio.features[:n], audio.valid[:n]
+        return replace(self, audio=rows, audio_valid=valid, audio_status=audio.status)
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
@@ -100,6 +138,9 @@ class FeatureExtractor:
         self._weights: dict | None = None
         self._cropper = None
         self.hits = self.misses = 0
+        # An `features.audio.AudioExtractor`, set when the model reads audio: single media then come with their
+        # sound attached (the per-media cache keeps the visual features only).
+        self.audio = None
 
     @classmethod
     def from_stack(cls, stack, **kwargs) -> FeatureExtractor:
@@ -137,12 +178,13 @@ class FeatureExtractor:
             raise MediaError(f"{media}: cannot be read ({err})") from err
         if path is not None and path.exists():
             self.hits += 1
-            return MediaFeatures.load(path)
-        self.misses += 1
-        feats = self.extract_uncached(media)
-        if path is not None:
-            feats.save(path)
-        return feats
+            feats = MediaFeatures.load(path)
+        else:
+            self.misses += 1
+            feats = self.extract_uncached(media)
+            if path is not None:
+                feats.save(path)
+        return feats if self.audio is None else feats.with_audio(self.audio.extract_uncached(media))
 
     def extract_uncached(self, media: str | Path) -> MediaFeatures:
         """Decode and extract one media without touching any cache; `MediaError` when unreadable."""

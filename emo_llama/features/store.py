@@ -69,15 +69,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from emo_llama.faces.video import MediaError
+from emo_llama.features.audio import AUDIO_STATUSES, AudioExtractor
 from emo_llama.features.extractor import FeatureExtractor, MediaFeatures
 from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, model_cache_dir
 
 STORE_VERSION = "3"  # 2: chunks hold whichever media were missing, found by their headers' identities; 3: expression_probs
-HALF_FIELDS = ("vision_tokens", "face_tokens")
 FP16_MAX = 65504.0
-TENSOR_FIELDS = ("vision_tokens", "face_tokens", "landmarks_68", "au_masks", "face_found", "age_years",
-                 "gender_probs", "crops", "expression_probs")
 
 
 def _package_version(name: str) -> str:
@@ -87,13 +85,14 @@ def _package_version(name: str) -> str:
         return "absent"
 
 
-def store_settings(extractor: FeatureExtractor, half: bool = True) -> dict:
+def store_settings(extractor, half: bool = True) -> dict:
     """Everything that changes a stored feature (the store key hashes this): the extractor's settings
-    (stack name and options, weight fingerprints, fps, max_frames, crop, code version) and the store's."""
-    return extractor.settings() | {
-        "face_detector": f"facenet-pytorch {_package_version('facenet-pytorch')}",
-        "store_version": STORE_VERSION, "token_dtype": "float16" if half else "float32",
-    }
+    (stack name and options, weight fingerprints, fps, max_frames, crop, code version) and the store's.
+    The face detector's version counts for extractors that crop faces (not for the audio extractor)."""
+    faces = {"face_detector": f"facenet-pytorch {_package_version('facenet-pytorch')}"} \
+        if getattr(extractor, "crops_faces", True) else {}
+    return extractor.settings() | faces | {"store_version": STORE_VERSION,
+                                           "token_dtype": "float16" if half else "float32"}
 
 
 def media_identity(path: str | Path) -> str:
@@ -121,6 +120,9 @@ class StoredEntry(NamedTuple):
 class FeatureStore(Mapping):
     """media path (str) -> MediaFeatures, read from memory-mapped chunk files; `fill` extracts what is missing.
 
+    `record`: what one media's entry is, its class (`MediaFeatures`; the audio store holds
+    `features.audio.AudioFeatures`): its `STORED` tensor fields, `HALF` fields, `store_text` and `from_store`.
+
     After `open(media)`, a Mapping over exactly those of `media` that could be read: `store[path]`,
     `path in store`, `len(store)`. `agr(path)` and `face_found(path)` read one small entry without loading
     the tokens. `errors` maps each unreadable media path to why; `failed` maps each media that the last
@@ -130,8 +132,9 @@ class FeatureStore(Mapping):
     io_retry_delays: tuple[float, ...] = (1.0, 4.0, 16.0)  # seconds before each retry of an OSError
 
     def __init__(self, root: str | Path, settings: dict, chunk_size: int = 64, half: bool = True,
-                 max_open: int = 32):
+                 max_open: int = 32, record: type = MediaFeatures):
         self.settings, self.chunk_size, self.half, self.max_open = settings, chunk_size, half, max_open
+        self.record = record
         self.key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.dir = Path(root) / f"{settings.get('stack', 'stack')}-{self.key}"
         self._stored: dict[str, StoredEntry] = {}  # media identity -> entry, over every chunk read so far
@@ -144,9 +147,11 @@ class FeatureStore(Mapping):
         self.extracted = self.skipped = 0  # media counts over this object's fills
 
     @classmethod
-    def for_extractor(cls, extractor: FeatureExtractor, root: str | Path | None = None, **kwargs) -> FeatureStore:
+    def for_extractor(cls, extractor, root: str | Path | None = None, **kwargs) -> FeatureStore:
+        """The store of `extractor`'s features (a FeatureExtractor, or an AudioExtractor: its `record`)."""
         root = Path(root) if root else default_store_root() or model_cache_dir() / "feature_store"
-        return cls(root, store_settings(extractor, kwargs.get("half", True)), **kwargs)
+        record = getattr(extractor, "record", MediaFeatures)
+        return cls(root, store_settings(extractor, kwargs.get("half", True)), record=record, **kwargs)
 
     # ----- the index of what is stored ----------------------------------------------------------
     def _read_new_chunks(self) -> None:
@@ -222,13 +227,14 @@ class FeatureStore(Mapping):
                 errors[m] = f
                 agr.append("")
                 continue
-            agr.append(f.agr)
+            agr.append(f.store_text)
             for name, t in f.tensors().items():
                 tensors[f"{pos}/{name}"] = t
+        half_fields = self.record.HALF
         half = self.half and all(float(t.abs().max()) <= FP16_MAX for k, t in tensors.items()
-                                 if k.split("/")[1] in HALF_FIELDS and t.numel())
+                                 if k.split("/")[1] in half_fields and t.numel())
         if half:
-            tensors = {k: (t.half() if k.split("/")[1] in HALF_FIELDS else t) for k, t in tensors.items()}
+            tensors = {k: (t.half() if k.split("/")[1] in half_fields else t) for k, t in tensors.items()}
         meta = {"members": json.dumps(members), "identities": json.dumps(identities), "agr": json.dumps(agr),
                 "errors": json.dumps(errors)}
         digest = hashlib.sha256("\n".join(identities).encode()).hexdigest()[:20]
@@ -280,11 +286,11 @@ class FeatureStore(Mapping):
         t = self._handle(name).get_tensor(f"{pos}/{field}")
         return t.float() if t.dtype == torch.float16 else t
 
-    def __getitem__(self, media: str | Path) -> MediaFeatures:
+    def __getitem__(self, media: str | Path):
         media = str(media)
         if media not in self._index:
             raise KeyError(media)
-        return MediaFeatures(**{k: self._tensor(media, k) for k in TENSOR_FIELDS}, agr=self._agr[media])
+        return self.record.from_store({k: self._tensor(media, k) for k in self.record.STORED}, self._agr[media])
 
     def agr(self, media: str | Path) -> str:
         return self._agr[str(media)]
@@ -335,13 +341,69 @@ def extract_to_store(stack, samples, max_frames: int, device, rank: int = 0, wor
     """(extractor, store, errors): every process extracts its share into the store, waits for the others
     (`barrier`), then indexes the whole store. Unreadable media are recorded in errors (path -> why)."""
     extractor = FeatureExtractor.from_stack(stack, max_frames=max_frames, device=device)
+    store = filled_store(extractor, samples, rank, world, barrier, progress, root, chunk_size)
+    return extractor, store, dict(store.errors)
+
+
+def filled_store(extractor, samples, rank: int = 0, world: int = 1, barrier=None, progress: bool = True,
+                 root: str | Path | None = None, chunk_size: int = 64) -> FeatureStore:
+    """The store of `extractor`'s features, holding every sample's media: each process extracts its share of what
+    is missing, waits for the others (`barrier`), then indexes the whole store."""
     store = FeatureStore.for_extractor(extractor, root=root, chunk_size=chunk_size)
     media = [str(s.media) for s in samples]
     store.fill(extractor, media, rank, world, progress=progress)
     if barrier is not None:
         barrier()
-    store.open(media)
-    return extractor, store, dict(store.errors)
+    return store.open(media)
+
+
+class WithAudio(Mapping):
+    """The visual feature bank with each media's sound attached (`MediaFeatures.with_audio`), read from the audio
+    store on access. `key` names both stores (a run's fingerprint and saved answers depend on both)."""
+
+    def __init__(self, visual: Mapping, audio: Mapping):
+        self.visual, self.audio = visual, audio
+        self.key = f"{getattr(visual, 'key', 'synthetic features')}+audio-{getattr(audio, 'key', 'unkeyed')}"
+
+    def __getitem__(self, media: str | Path) -> MediaFeatures:
+        return self.visual[str(media)].with_audio(self.audio[str(media)])
+
+    def agr(self, media: str | Path) -> str:
+        return self.visual.agr(media) if hasattr(self.visual, "agr") else self.visual[str(media)].agr
+
+    def face_found(self, media: str | Path):
+        return self.visual.face_found(media) if hasattr(self.visual, "face_found") else self.visual[str(media)].face_found
+
+    def __contains__(self, media) -> bool:
+        return str(media) in self.visual and str(media) in self.audio
+
+    def __iter__(self) -> Iterator[str]:
+        return (m for m in self.visual if m in self.audio)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def extract_audio_to_store(encoder, samples, max_frames: int, rank: int = 0, world: int = 1, barrier=None,
+                           progress: bool = True, root: str | Path | None = None,
+                           chunk_size: int = 64) -> tuple[AudioExtractor, FeatureStore, dict[str, str]]:
+    """(extractor, store, status of every media): the sound of every sample, one window per kept frame, into the
+    same kind of store as the visual features (its own key: the audio encoder's settings). A media without usable
+    sound is stored with its status ("silent", "no_audio_track", "unreadable"), never skipped or guessed."""
+    extractor = AudioExtractor(encoder, max_frames=max_frames)
+    store = filled_store(extractor, samples, rank, world, barrier, progress, root, chunk_size)
+    return extractor, store, {m: json.loads(store.agr(m))["status"] for m in store}
+
+
+def audio_report(statuses: Mapping[str, str], kinds: Mapping[str, str] | None = None, listed: int = 50) -> dict:
+    """metrics.json's audio section: how many media have each status, and the clips without usable sound named
+    (images have no sound by nature: counted, not listed)."""
+    counts = {status: 0 for status in AUDIO_STATUSES}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    kinds = kinds or {}
+    lacking = sorted(m for m, status in statuses.items() if status != "ok" and kinds.get(m) != "image")
+    return {"status_counts": counts, "clips_without_sound": len(lacking), "listed": lacking[:listed]}
 
 
 def default_store_root() -> Path | None:

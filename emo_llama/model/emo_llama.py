@@ -22,6 +22,7 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 
 from emo_llama.config import EmoLlamaConfig
+from emo_llama.features.audio import AudioExtractor
 from emo_llama.features.extractor import FeatureExtractor
 from emo_llama.model.answers import NO_FACE_TEXT, Answer, face_summary, unreadable
 from emo_llama.model.backbones.llm import add_lora
@@ -29,6 +30,7 @@ from emo_llama.model.backbones.stacks import Stack, get_stack
 from emo_llama.model.parts.clue_aggregator import ClueAggregator
 from emo_llama.model.parts.face_info_mining import FIMConfig, build_fim
 from emo_llama.model.parts.projectors import (
+    AudioToken,
     ExpressionEncoder,
     FeatureStandardiser,
     LandmarkEncoder,
@@ -85,6 +87,10 @@ class EmoLlama(nn.Module):
                                                                      stack.tokenizer, stack.expression_names),
                                                      residual=config.expression_residual)
                                    if config.use_expression else None)
+        # Emotion-LLaMA's audio branch: the stack's audio encoder (features, frozen, in the audio store) -> a token
+        self.audio_token = AudioToken(stack.audio_encoder().dim, llm_dim, out_rms=rms) if config.use_audio else None
+        if not (config.use_vision or config.use_landmarks or config.use_expression or config.use_audio):
+            raise ValueError("every frame token is switched off (use_vision, use_landmarks, use_expression, use_audio)")
         # Frozen features are standardised with training-set statistics (`fit_feature_statistics`).
         self.vision_standardise = FeatureStandardiser(stack.vision_dim)
         self.face_standardise = FeatureStandardiser(stack.face_dim)
@@ -108,8 +114,25 @@ class EmoLlama(nn.Module):
 
     # ----- frame tokens ---------------------------------------------------------------------------
     def frame_tokens(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(F, tokens_per_frame, D): per frame [context, visual, landmark, expression] in the LLM's embedding
-        space (landmark and expression when their switches are on)."""
+        """(F, tokens_per_frame, D): per frame [context, visual, landmark, expression, audio] in the LLM's embedding
+        space (each when its switch is on)."""
+        tokens = []
+        if self.config.use_vision:
+            tokens += self._vision_tokens(feats)
+        if self.landmark_encoder is not None:
+            tokens.append(self.landmark_encoder(feats["landmarks_68"]))
+        if self.expression_encoder is not None:
+            tokens.append(self.expression_encoder(feats["expression_probs"]))
+        if self.audio_token is not None:
+            valid = feats["audio_valid"]
+            if self.training and self.config.audio_dropout > 0:  # modality dropout: this second was not heard
+                valid = valid & (torch.rand(valid.shape, device=valid.device) >= self.config.audio_dropout)
+            tokens.append(self.audio_token(feats["audio"], valid))
+        dtype = tokens[0].dtype
+        return torch.stack([t.to(dtype) for t in tokens], dim=1)
+
+    def _vision_tokens(self, feats: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The context token (Clue Aggregator, Eq. 2) and the visual token (Face Info Mining, Eq. 3) per frame."""
         vision = self.vision_standardise(feats["vision_tokens"])
         if self.training and self.config.vision_dropout > 0:  # standardised: 0 is the training mean
             keep = torch.rand(vision.shape[0], device=vision.device) >= self.config.vision_dropout
@@ -119,17 +142,14 @@ class EmoLlama(nn.Module):
         context = self.clue_aggregator(vision, face, feats["instruction_ids"], feats["instruction_mask"],
                                        patch_tokens=patches)
         visual = self.face_info_mining(patches, face, feats["au_masks"])
-        tokens = [self.context_projector(context), self.visual_projector(visual)]
-        if self.landmark_encoder is not None:
-            tokens.append(self.landmark_encoder(feats["landmarks_68"]))
-        if self.expression_encoder is not None:
-            tokens.append(self.expression_encoder(feats["expression_probs"]).to(tokens[0].dtype))
-        return torch.stack(tokens, dim=1)
+        return [self.context_projector(context), self.visual_projector(visual)]
 
     @property
     def frame_token_names(self) -> tuple[str, ...]:
         """Each frame's tokens, in `frame_tokens`' order (for `prompting.batch_view`)."""
-        switches = (True, True, self.landmark_encoder is not None, self.expression_encoder is not None)
+        vision = self.config.use_vision
+        switches = (vision, vision, self.landmark_encoder is not None, self.expression_encoder is not None,
+                    self.audio_token is not None)
         return tuple(name for name, on in zip(FRAME_TOKEN_NAMES, switches) if on)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -197,7 +217,18 @@ class EmoLlama(nn.Module):
             batch[key] = torch.cat([getattr(f, key) for f in media], dim=0)
         if self.expression_encoder is not None:
             batch["expression_probs"] = torch.cat([self._expression_probs(f) for f in media], dim=0)
+        if self.audio_token is not None:
+            batch["audio"] = torch.cat([self._audio(f) for f in media], dim=0)
+            batch["audio_valid"] = torch.cat([f.audio_valid for f in media], dim=0)
         return {k: v.to(device) for k, v in batch.items()}
+
+    def _audio(self, feats) -> torch.Tensor:
+        width = self.audio_token.standardise.mean.shape[0]
+        if feats.audio.shape[-1] != width:
+            raise ValueError(f"the features carry audio of width {feats.audio.shape[-1]}, the model hears {width}-d "
+                             f"{self.stack.audio} features: attach the sound with the stack's audio encoder "
+                             "(features.WithAudio / FeatureExtractor.audio)")
+        return feats.audio
 
     def _expression_probs(self, feats) -> torch.Tensor:
         probs = feats.expression_probs
@@ -244,7 +275,7 @@ class EmoLlama(nn.Module):
         One unreadable or missing file does not stop the batch: its `Answer` has `answered=False` and an
         `error` that names the path; the other items are answered. See `generate` for media without a face.
         """
-        extractor = extractor or FeatureExtractor.from_stack(self.stack, device=self.device)
+        extractor = extractor or self.feature_extractor()
         errors: dict[str, str] = {}
         feats = extractor.extract_many(media_paths, progress=False, errors=errors)
         readable = [i for i, f in enumerate(feats) if f is not None]
@@ -255,6 +286,13 @@ class EmoLlama(nn.Module):
         for i, a in zip(readable, answered):
             answers[i] = a
         return answers
+
+    def feature_extractor(self, **kwargs) -> FeatureExtractor:
+        """The stack's feature extractor for single media; with the sound attached when the model hears."""
+        extractor = FeatureExtractor.from_stack(self.stack, device=kwargs.pop("device", self.device), **kwargs)
+        if self.audio_token is not None:
+            extractor.audio = AudioExtractor(self.stack.audio_encoder(), max_frames=extractor.max_frames)
+        return extractor
 
     @property
     def device(self) -> torch.device:
@@ -282,6 +320,8 @@ class EmoLlama(nn.Module):
                 add("face", m.face_tokens)
             if self.landmark_encoder is not None:
                 add("landmarks", normalise_landmarks(m.landmarks_68).flatten(-2))
+            if self.audio_token is not None and bool(m.audio_valid.any()):  # windows with sound only
+                add("audio", self._audio(m)[m.audio_valid.bool()])
         return out
 
     def set_feature_statistics(self, stats: dict[str, torch.Tensor]) -> None:
@@ -290,6 +330,11 @@ class EmoLlama(nn.Module):
             self.face_standardise.fit_moments(stats["face"])
         if "landmarks" in stats and self.landmark_encoder is not None:
             self.landmark_encoder.standardise.fit_moments(stats["landmarks"])
+        if self.audio_token is not None:
+            if "audio" not in stats:
+                raise ValueError("use_audio: not one training window has sound (every media is an image, has no audio "
+                                 "track or is silent); there is nothing to hear")
+            self.audio_token.standardise.fit_moments(stats["audio"])
 
     # ----- parameters, saving, loading ----------------------------------------------------------
     def trained_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:

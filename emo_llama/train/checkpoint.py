@@ -127,7 +127,11 @@ def recorded_metrics(cfg) -> dict | None:
         return None
     metrics = json.loads(path.read_text())
     wanted = json.loads(json.dumps(asdict(cfg), default=str))
-    same = all(metrics.get("config", {}).get(k) == v for k, v in wanted.items() if k not in RUN_NEUTRAL)
+    # A field the recorded config lacks was added to TrainConfig after that run, which therefore ran as the
+    # field's default says (e.g. use_audio False): it matches exactly when the wanted value is that default.
+    defaults = json.loads(json.dumps(asdict(type(cfg)()), default=str))
+    recorded = defaults | metrics.get("config", {})
+    same = all(recorded.get(k) == v for k, v in wanted.items() if k not in RUN_NEUTRAL)
     return metrics if same else None
 
 

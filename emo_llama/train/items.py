@@ -1,7 +1,8 @@
 """Training data for a run: the instruction items and their sampling weights (the samples: `emo_llama.data.splits`).
 
 Items come from three places: category instructions and generated conversations for every training sample
-(`instruction_types`, Tab. 6), and LLaVA / LLaMA-VID-style JSON records (`instruction_files`).
+(`instruction_types`, Tab. 6), reasons ("what is the emotion and why?") for every training sample whose AUs are known,
+and LLaVA / LLaMA-VID-style JSON records (`instruction_files`).
 Data order is a pure function of (seed, epoch) (`emo_llama.data.sampling.epoch_order`), so the step
 number is the whole sampler state of a run and N processes see the same samples as one.
 """
@@ -18,6 +19,7 @@ from emo_llama.config import TrainConfig
 from emo_llama.data import OfflineConversationGenerator, Sample, category_instruction
 from emo_llama.data.sampling import inverse_frequency_weights
 from emo_llama.data.text.llava_json import read_records
+from emo_llama.data.text.reasons import reason_instruction
 from emo_llama.utils import repo_path
 
 
@@ -26,7 +28,7 @@ class TrainItem:
     media: str
     turns: list[tuple[str, str]]
     label: str                 # "" for an instruction-file record (its answer is free text)
-    task: str = "category"     # category | conversation | instruction (a JSON record)
+    task: str = "category"     # category | conversation | reason | instruction (a JSON record)
     dataset: str = ""          # the training dataset it came from (per-dataset sampling weights)
 
 
@@ -35,14 +37,15 @@ def record_turns(record: dict) -> list[tuple[str, str]]:
     return [(conv[i]["value"], conv[i + 1]["value"]) for i in range(0, len(conv) - 1, 2)]
 
 
-INSTRUCTION_TYPES = ("category", "conversation")  # Tab. 6; an empty choice means no instruction tuning
+# Tab. 6's two, and reasons (issue 25); an empty choice means no instruction tuning.
+INSTRUCTION_TYPES = ("category", "conversation", "reason")
 
 
 def build_items(samples: Sequence[Sample], classes: Sequence[str] | Mapping[str | None, Sequence[str]],
                 cfg: TrainConfig, agr_of: Callable[[Sample], str]) -> list[TrainItem]:
     """Category records (a `choice_share` of them ending with the zero-shot guard and 'My choice is: ...') +
-    conversations. A category question names `classes`, or, given a mapping dataset -> classes (a run on
-    several datasets), the classes of the sample's own dataset."""
+    conversations + reasons (`reason_items`). A category question names `classes`, or, given a mapping dataset ->
+    classes (a run on several datasets), the classes of the sample's own dataset."""
     classes_of = classes if isinstance(classes, Mapping) else {s.dataset: tuple(classes) for s in samples}
     unknown = sorted(set(cfg.instruction_types) - set(INSTRUCTION_TYPES))
     if unknown:
@@ -52,22 +55,41 @@ def build_items(samples: Sequence[Sample], classes: Sequence[str] | Mapping[str 
     if "category" in cfg.instruction_types:
         for s in samples:
             rec = category_instruction(s, classes_of[s.dataset], rng=rng, zero_shot=rng.random() < cfg.choice_share,
-                                       use_caption=cfg.descriptive_text)
+                                       use_caption=cfg.descriptive_text, use_text=cfg.use_text)
             items.append(TrainItem(str(s.media), record_turns(rec), s.label, "category", s.dataset or ""))
     if "conversation" in cfg.instruction_types:
         generator = OfflineConversationGenerator(seed=cfg.seed, turns=cfg.conversation_turns)
         for s in samples:
             rec = generator(s, agr=agr_of(s) if cfg.use_agr else None)
             items.append(TrainItem(str(s.media), record_turns(rec), s.label, "conversation", s.dataset or ""))
+    if "reason" in cfg.instruction_types:
+        items += reason_items(samples, classes_of, cfg)
+    return items
+
+
+def reason_items(samples: Sequence[Sample], classes_of: Mapping[str | None, Sequence[str]],
+                 cfg: TrainConfig) -> list[TrainItem]:
+    """A reason item (`reason_instruction`: the AUs with their codes, the voice, then the emotion) for each sample
+    whose AUs are known (`Sample.aus` set); samples without AU coding get none, since a reason must not name AUs
+    nobody coded. The voice is described when the sample has one (`Sample.voice`) and the model hears the audio
+    (`use_audio`): a model that gets no audio tokens is not taught to describe a voice. Phrasings come from their own seeded generator, so adding reasons leaves
+    the category items as they were."""
+    rng = random.Random(cfg.seed)
+    items = []
+    for s in samples:
+        if s.aus is not None:
+            rec = reason_instruction(s, classes_of[s.dataset], rng=rng, use_voice=cfg.use_audio)
+            items.append(TrainItem(str(s.media), record_turns(rec), s.label, "reason", s.dataset or ""))
     return items
 
 
 def item_weights(items: list[TrainItem], resample: bool, conversation_share: float,
                  dataset_weights: Mapping[str, float] | None = None) -> torch.Tensor | None:
-    """Sampling weights. Conversations and instruction-file records get `conversation_share` of the draws; category
-    items share the rest: split between the training datasets by `dataset_weights` (normalised; unset: by size),
-    and within a dataset inverse-frequency by label when `resample` (the paper resamples category data only,
-    Tab. 9). None means plain shuffling (one kind of item, nothing to resample or reweigh)."""
+    """Sampling weights. Conversations, reasons and instruction-file records (every item that is not a category
+    item) get `conversation_share` of the draws, equally; category items share the rest: split between the training
+    datasets by `dataset_weights` (normalised; unset: by size), and within a dataset inverse-frequency by label when
+    `resample` (the paper resamples category data only, Tab. 9). None means plain shuffling (one kind of item,
+    nothing to resample or reweigh)."""
     category = [i for i in items if i.task == "category"]
     n_cat, n_other = len(category), len(items) - len(category)
     sizes: dict[str, int] = {}

@@ -7,7 +7,7 @@
 
 The stages, each a function below: data (the splits) -> model -> features (frozen, in the on-disk store) ->
 zero-shot evaluation -> label-word alignment (ours, not the paper's) -> LoRA tuning (Eq. 6, `train.loop`) ->
-evaluation -> the real-face check -> save. `TrainConfig` (`emo_llama.config`) is the one declaration of every
+evaluation (and, tuned on reasons, their clue scores) -> the real-face check -> save. `TrainConfig` (`emo_llama.config`) is the one declaration of every
 parameter; the recipe's values are merged into it once, at the top of `run`.
 Where the equations live: Eq. 1 the facial expert (`emo_llama.expert`), Eq. 2 `model/parts/clue_aggregator.py`,
 Eq. 3 `model/parts/face_info_mining.py`,
@@ -44,7 +44,16 @@ from emo_llama.evaluate import (
     unreadable_report,
 )
 from emo_llama.evaluate.protocol import TRAINED_ON, answers_folder, score_set, write_dataset_metrics
-from emo_llama.features import FeatureExtractor, LazyFeatures, MediaFeatures, extract_to_store
+from emo_llama.evaluate.reasons import score_reasons
+from emo_llama.features import (
+    FeatureExtractor,
+    LazyFeatures,
+    MediaFeatures,
+    WithAudio,
+    audio_report,
+    extract_audio_to_store,
+    extract_to_store,
+)
 from emo_llama.model import EmoLlama
 from emo_llama.prompts import category_question, eval_questions
 from emo_llama.train.align import align_to_label_words
@@ -100,6 +109,7 @@ class Run:
     fingerprint: dict = field(default_factory=dict)  # what the trained model depends on (train.checkpoint)
     errors: dict[str, str] = field(default_factory=dict)   # unreadable media -> why
     unreadable: dict = field(default_factory=dict)         # metrics.json's report of them
+    audio: dict | None = None                              # metrics.json's audio report (use_audio)
     seconds: dict[str, float] = field(default_factory=dict)  # feature, align and train stages
 
     @property
@@ -136,8 +146,9 @@ def run(cfg: TrainConfig, model: EmoLlama | None = None, log: Callable[[str], No
     done = RunResult({}, model, r.bank, r.test_samples, tuple(r.classes), zero, None, r.out, other_sets=scored)
     if r.main:
         done.trained = trained
+        reasons = reasons_stage(r, model) if items else None
         real = real_faces_stage(r, model)
-        done.metrics = save_stage(r, model, result, zero, trained, scored, real, align_losses)
+        done.metrics = save_stage(r, model, result, zero, trained, scored, real, align_losses, reasons)
     r.accelerator.wait_for_everyone()
     return done
 
@@ -182,11 +193,22 @@ def extract_features(r: Run, model: EmoLlama) -> list[TrainItem]:
     then the instruction items and the feature standardisers. Unreadable media are left out of training."""
     cfg, accelerator = r.cfg, r.accelerator
     t0 = time.perf_counter()
+    media = r.train_samples + r.splits.all_test + r.instruction_media
     if r.bank is None:
         r.extractor, r.bank, r.errors = extract_to_store(
-            model.stack, r.train_samples + r.splits.all_test + r.instruction_media, cfg.max_frames, accelerator.device,
-            accelerator.process_index, accelerator.num_processes, accelerator.wait_for_everyone,
-            progress=cfg.progress)
+            model.stack, media, cfg.max_frames, accelerator.device, accelerator.process_index,
+            accelerator.num_processes, accelerator.wait_for_everyone, progress=cfg.progress)
+    if model.config.use_audio:  # the sound of every media, one window per kept frame, in its own store
+        audio_extractor, audio_store, statuses = extract_audio_to_store(
+            model.stack.audio_encoder(), media, cfg.max_frames, accelerator.process_index,
+            accelerator.num_processes, accelerator.wait_for_everyone, progress=cfg.progress)
+        r.bank = WithAudio(r.bank, audio_store)
+        if r.extractor is not None:
+            r.extractor.audio = audio_extractor
+        r.audio = audio_report(statuses, {str(s.media): s.kind for s in media})
+        if r.audio["clips_without_sound"] and r.main:
+            r.log(f"{r.audio['clips_without_sound']} clip(s) have no usable sound (no audio track, silent or "
+                  f"unreadable; listed in metrics.json's audio section): their audio tokens say 'no sound'")
     if r.errors and r.main:
         r.log(f"{len(r.errors)} media file(s) could not be read and are left out of training / scored as wrong "
               f"(listed in metrics.json), e.g. {next(iter(r.errors.values()))}")
@@ -230,7 +252,8 @@ def zero_shot_stage(r: Run, model: EmoLlama, tune: bool) -> dict | None:
     Without tuning, this is what gets scored."""
     zero = None
     if r.cfg.zero_shot or not tune:
-        questions = eval_questions(r.test_samples, r.classes, r.cfg.descriptive_text, zero_shot=True)
+        questions = eval_questions(r.test_samples, r.classes, r.cfg.descriptive_text, zero_shot=True,
+                                   use_text=r.cfg.use_text)
         zero = score(r, model, "zero-shot eval", questions, r.test_samples, r.classes)
     zero = zero if r.main else None
     r.accelerator.wait_for_everyone()
@@ -295,10 +318,25 @@ def evaluate_stage(r: Run, model: EmoLlama, untuned: dict | None = None) -> dict
         if untuned is not None and name == r.splits.primary:
             scored[name] = untuned
             continue
-        questions = eval_questions(samples, classes, r.cfg.descriptive_text, zero_shot=untuned is not None)
+        questions = eval_questions(samples, classes, r.cfg.descriptive_text, zero_shot=untuned is not None,
+                                   use_text=r.cfg.use_text)
         desc = "trained eval" if name == r.splits.primary else f"trained eval {name}"
         scored[name] = score(r, model, desc, questions, samples, classes, seen)
     return scored
+
+
+def reasons_stage(r: Run, model: EmoLlama) -> dict | None:
+    """7b. When the model was tuned on reasons: "what is the emotion and why?" on the primary test split's samples
+    with AU coding, scored offline (`evaluate.reasons.score_reasons`: the label the reason concludes, and the AUs it
+    names against the AUs that are there), main process."""
+    if "reason" not in r.cfg.instruction_types:
+        return None
+    samples = [s for s in r.test_samples if str(s.media) in r.bank]
+    if not any(s.aus is not None for s in samples):
+        r.log("no test sample has AU coding (Sample.aus): the reasons cannot be scored")
+        return None
+    return score_reasons(model, r.bank, samples, r.classes, batch_size=r.cfg.eval_batch_size, progress=r.show,
+                         use_voice=model.config.use_audio)
 
 
 def real_faces_stage(r: Run, model: EmoLlama) -> dict | None:
@@ -310,7 +348,7 @@ def real_faces_stage(r: Run, model: EmoLlama) -> dict | None:
 
 
 def save_stage(r: Run, model: EmoLlama, result: dict, zero: dict | None, trained: dict, others: dict[str, dict],
-               real: dict | None, align_losses: list[float]) -> dict:
+               real: dict | None, align_losses: list[float], reasons: dict | None = None) -> dict:
     """9. The model (with the datasets and classes it was tuned on), metrics.json (the primary dataset's figures,
     then every other scored dataset's), eval/<dataset>/ per dataset, eval_details.json, the plots and the summary
     lines (main process)."""
@@ -318,7 +356,8 @@ def save_stage(r: Run, model: EmoLlama, result: dict, zero: dict | None, trained
     model.save_pretrained(out / "model")
     (out / "model" / TRAINED_ON).write_text(json.dumps({"datasets": list(splits.trained_on),
                                                         "classes": list(splits.classes),
-                                                        "train_kinds": list(cfg.train_kinds)}, indent=1))
+                                                        "train_kinds": list(cfg.train_kinds),
+                                                        "use_text": cfg.use_text}, indent=1))
     for name, scored in {splits.primary: trained, **others}.items():
         write_dataset_metrics(out / "eval" / name, str(out.name), name, splits.classes_of[name], scored,
                               splits.test_sets[name])
@@ -338,11 +377,15 @@ def save_stage(r: Run, model: EmoLlama, result: dict, zero: dict | None, trained
         "zero_shot": headline(zero) if zero else None, "trained": headline(trained),
         "other_datasets": {name: headline(m) | {"unseen_classes": m.get("unseen_classes")} for name, m in others.items()},
         "real_faces": real,
+        "reasons": {k: v for k, v in reasons.items() if k not in ("answers", "predicted", "named")} if reasons else None,
+        "audio": r.audio,
         "unreadable": r.unreadable, "no_face": no_face_report(r.bank, r.train_samples, trained),
         "train_loss": [round(x, 5) for x in result["train_loss"]],
         "config": asdict(cfg),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if reasons:
+        (out / "eval" / splits.primary / "reasons.json").write_text(json.dumps(reasons["answers"], indent=1))
     details = {"zero_shot": to_jsonable(zero) if zero else None, "trained": to_jsonable(trained)}
     (out / "eval_details.json").write_text(json.dumps(details, indent=2, default=str))
     save_plots(out, result["train_loss"], trained)

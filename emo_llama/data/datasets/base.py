@@ -28,6 +28,7 @@ class Sample:
     kind: str = "image"  # "image" | "video"
     box: tuple[float, float, float, float] | None = None  # face box x0, y0, x1, y1 in media pixels
     text: str | None = None  # the words spoken in the clip (MELD's and CMMA's utterance)
+    voice: str | None = None  # a description of the speaker's voice/tone (mini: its synthesised prosody; MERR: audio clues)
     aus: str | None = None  # the dataset's own Action Unit coding, as written (CASME II: "4+L10")
     dataset: str | None = None  # the registered loader it came from (set by emo_llama.data.splits)
 

@@ -4,8 +4,10 @@ Layout (so the official loaders read it):
 - images: RAF-DB layout, `images/EmoLabel/list_patition_label.txt` + `images/Image/aligned/*_aligned.jpg`;
 - videos: MAFW layout, `videos/data/clips/*.mp4` (4-6 frames at 1 FPS: neutral -> apex -> back) and
   `videos/Train & Test Set/single/{no_caption,with_caption}/set_1/{train,test}.txt`;
-- `*/mini_meta.tsv`: identity, AUs, intensity, source and caption per sample; `BUILD_INFO.json`
-  is written last, so an interrupted build is redone on the next call.
+- `*/mini_meta.tsv`: identity, AUs, intensity, source and caption per sample, and for clips the sentence spoken
+  and its tone of voice; `BUILD_INFO.json` is written last, so an interrupted build is redone on the next call.
+Clips have a sound track: a lexically neutral sentence said by eSpeak NG with the prosody of the clip's class
+(`emo_llama.data.mini.speech`).
 Identities are split ~80/20 by a seeded permutation (per source: LFW and colour faces): test faces
 never appear in training.
 """
@@ -29,15 +31,26 @@ from emo_llama.data.datasets.image_sets import load_rafdb
 from emo_llama.data.datasets.video_sets import MAFW_SPLIT_DIR, load_mafw
 from emo_llama.data.labels import MINI_CLASSES, RAFDB_CLASSES, canonical_label
 from emo_llama.data.mini.sources import load_identities
+from emo_llama.data.mini.speech import (
+    SAMPLE_RATE,
+    describe_prosody,
+    draw_speech,
+    place_in_clip,
+    speech_settings,
+    synthesise,
+)
 from emo_llama.data.mini.warp import similarity, warp_face
 from emo_llama.expert import get_expression_net
 from emo_llama.faces.samples import HELD_OUT_IDENTITIES
 from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, default_cache_dir, torch_threads
 
-MINI_VERSION = 4  # bump whenever the pixels change: each version builds into its own cache folder
+MINI_VERSION = 5  # bump whenever the media change: each version builds into its own cache folder
 # 4: renders of other classes that the judge reads as happiness are never kept (`_select`)
-META_FIELDS = ("id", "identity", "label", "aus", "intensity", "source", "caption", "judge_agreed")
+# 4 -> 5: clips carry speech (a sound track; the frames are those of v4)
+# text: the sentence spoken, voice: its prosody in words (clips; "" for images)
+META_FIELDS = ("id", "identity", "label", "aus", "intensity", "source", "caption", "judge_agreed", "text", "voice")
+AUDIO_BIT_RATE = 48_000  # AAC, mono 16 kHz speech
 JUDGE = "fer"  # the real-trained classifier whose agreement mini's renders need (see make_judge)
 SMILE = "happiness"
 
@@ -70,7 +83,9 @@ def _render(ident, frame_idx: int, aus: dict[int, float], pose: np.ndarray, brig
     return np.ascontiguousarray(out[off:off + size, off:off + size])
 
 
-def _write_mp4(frames: list[np.ndarray], path: Path) -> None:
+def write_clip(frames: list[np.ndarray], path: Path, audio: np.ndarray | None = None) -> None:
+    """H.264 frames at 1 FPS and, with `audio` (float32 mono at 16 kHz), a mono AAC track next to them. The video
+    stream is written the same way with or without sound, so the frames decode the same."""
     import av
 
     with atomic_path(path) as tmp:
@@ -79,11 +94,25 @@ def _write_mp4(frames: list[np.ndarray], path: Path) -> None:
             stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": "16", "preset": "medium", "threads": "1"}  # 1 thread: reproducible bytes
+            sound = None
+            if audio is not None:
+                sound = container.add_stream("aac", rate=SAMPLE_RATE)
+                sound.layout, sound.bit_rate = "mono", AUDIO_BIT_RATE
             for f in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
+            if sound is not None:
+                samples = np.asarray(audio, dtype=np.float32)
+                for start in range(0, len(samples), 1024):  # AAC's frame size
+                    block = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, start:start + 1024]),
+                                                       format="fltp", layout="mono")
+                    block.sample_rate, block.pts = SAMPLE_RATE, start
+                    for packet in sound.encode(block):
+                        container.mux(packet)
+                for packet in sound.encode():
+                    container.mux(packet)
 
 
 def split_identities(names: list[str], seed: int, test_fraction: float) -> dict[str, str]:
@@ -232,11 +261,15 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
             agreed.setdefault(label, []).append(bool(ok))
             clip_no += 1
             clip = f"{clip_no:05d}"
-            _write_mp4(frames, vid_dir / "data" / "clips" / f"{clip}.mp4")
+            # Speech from its own stream, keyed on the clip's slot like its pixels (see speech.draw_speech).
+            speech = draw_speech(label, seed, ident.name, (ii, 100 + k))
+            utterance = synthesise(speech.text, speech.prosody, speech.voice, speech.noise_seed)
+            write_clip(frames, vid_dir / "data" / "clips" / f"{clip}.mp4",
+                       audio=place_in_clip(utterance, seconds=len(frames)))  # 1 FPS: n frames last n seconds
             caption = describe_aus(aus)
             lists[(split, False)].append(f"{clip}.mp4 {label}")
             lists[(split, True)].append(f"{clip}.mp4\t{label}\t{describe_aus_zh(aus)}\t{caption}")
-            meta_vid.append(_meta(clip, ident, label, aus, first, ok))
+            meta_vid.append(_meta(clip, ident, label, aus, first, ok, speech.text, describe_prosody(speech.prosody)))
     (img_dir / "EmoLabel").mkdir()
     (img_dir / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(sorted(labels)) + "\n")
     for (split, cap), lines in lists.items():
@@ -254,18 +287,21 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
             "images": len(labels), "videos": clip_no, "judge": judge, "candidates": candidates if judge else 1,
             "judge_agreement": {c: round(float(np.mean(v)), 3) for c, v in agreed.items()} if judge else None,
             "dropped_smiles": dict(sorted(dropped.items())),
+            "speech": speech_settings(),
             "build_seconds": round(time.perf_counter() - start, 1)}
     with atomic_path(out_dir / "BUILD_INFO.json") as tmp:
         tmp.write_text(json.dumps(info, indent=1))
     return info
 
 
-def _meta(name: str, ident, label: str, aus: dict[int, float], frame_idx: int, agreed: bool | None) -> list[str]:
+def _meta(name: str, ident, label: str, aus: dict[int, float], frame_idx: int, agreed: bool | None,
+          text: str = "", voice: str = "") -> list[str]:
+    """One row of mini_meta.tsv, in META_FIELDS order (an image has no text or voice)."""
     au_text = "+".join(str(a) for a in sorted(aus)) or "none"
     level = np.mean(list(aus.values())) if aus else 0.0
     judged = "-" if agreed is None else "yes" if agreed else "no"
     return [name, ident.name, label, au_text, f"{level:.3f}", f"{ident.source} frame {frame_idx}", describe_aus(aus),
-            judged]
+            judged, text, voice]
 
 
 def mini_root(cache_dir: str | Path | None = None, seed: int = 0, **build_options) -> Path:
@@ -308,7 +344,8 @@ def _read_meta(path: Path) -> dict[str, dict[str, str]]:
 @register("mini")
 def load_mini(root: Path | None = None, split: str = "train", fold: int | None = 1, part: str = "all",
               cache_dir: str | Path | None = None, seed: int = 0, **build_options) -> FERDataset:
-    """mini's images (RAF-DB reader), videos (MAFW reader) or both, with identities and AU captions."""
+    """mini's images (RAF-DB reader), videos (MAFW reader) or both, with identities, AU captions and AU coding;
+    clips also with the sentence spoken (`Sample.text`) and its tone of voice in words (`Sample.voice`)."""
     from dataclasses import replace
 
     if part not in ("all", "images", "videos"):
@@ -319,13 +356,18 @@ def load_mini(root: Path | None = None, split: str = "train", fold: int | None =
         raise ValueError(f"mini has a single identity split (fold 1), got fold={fold!r}")
     root = Path(root) if root is not None else ensure_mini(cache_dir, seed, **build_options)
     samples = []
+    # Sample.aus: the AUs drawn, as mini_meta.tsv writes them ("6+12"); a face without AUs (neutral, "none" there)
+    # is "" (coded, nothing active), not None (not coded), which `parse_au_coding` reads as the empty set.
     if part in ("all", "images"):
         meta = _read_meta(root / "images" / "mini_meta.tsv")
         for s in load_rafdb(root / "images", split=split).samples:
             m = meta[s.id]
-            samples.append(replace(s, identity=m["identity"], caption=m["caption"], fold=1))
+            samples.append(replace(s, identity=m["identity"], caption=m["caption"], fold=1,
+                                   aus="" if m["aus"] == "none" else m["aus"]))
     if part in ("all", "videos"):
         meta = _read_meta(root / "videos" / "mini_meta.tsv")
         for s in load_mafw(root / "videos", split=split, fold=1, captions=True).samples:
-            samples.append(replace(s, identity=meta[s.id]["identity"]))
+            m = meta[s.id]
+            samples.append(replace(s, identity=m["identity"], aus="" if m["aus"] == "none" else m["aus"],
+                                   text=m["text"] or None, voice=m["voice"] or None))
     return FERDataset("mini", MINI_CLASSES, samples, split, 1, root)

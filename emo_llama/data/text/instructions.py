@@ -18,20 +18,22 @@ from emo_llama.prompts import (
     ZERO_SHOT_SUFFIX,
     class_list_text,
     description_text,
+    spoken_text,
 )
 
 
 def category_instruction(sample: Sample, classes: Sequence[str], *, rng: random.Random | None = None,
                          phrasing: int | None = None, zero_shot: bool = False, agr: str | None = None,
                          use_caption: bool = False, answer_style: str | None = None,
-                         record_id: str | None = None) -> dict:
+                         record_id: str | None = None, use_text: bool = False) -> dict:
     """One closed-set recognition record for `sample`: the question lists `classes`, the answer is the label.
 
     phrasing: index into CATEGORY_QUESTIONS (drawn from `rng` when None, so data sets mix phrasings).
     zero_shot: append the paper's "PLEASE ENSURE ... 'My choice is: '" guard; the answer then starts
     with "My choice is: " too (answer_style "choice"), otherwise it is the bare class word ("word").
     agr: an AGR prompt (agr_prompt(...)) placed before the question. use_caption: add the sample's
-    descriptive text (MAFW captions; the paper's Tab. 8 ablation).
+    descriptive text (MAFW captions; the paper's Tab. 8 ablation). use_text: add the words spoken
+    (`Sample.text`: a subtitle, MELD's utterance, mini's sentence), as Emotion-LLaMA reads them.
     """
     if sample.label not in classes:
         raise ValueError(f"sample {sample.id}: label {sample.label!r} is not in the class list {list(classes)}")
@@ -48,6 +50,8 @@ def category_instruction(sample: Sample, classes: Sequence[str], *, rng: random.
         parts.append(agr)
     if use_caption and sample.caption:
         parts.append(description_text(sample))
+    if use_text and sample.text:  # the words spoken (Emotion-LLaMA's text input), where the dataset gives them
+        parts.append(spoken_text(sample))
     parts.append(question)
     style = answer_style or ("choice" if zero_shot else "word")
     answer = f"My choice is: {sample.label}" if style == "choice" else sample.label

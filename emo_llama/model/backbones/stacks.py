@@ -17,6 +17,7 @@ from torch import nn
 
 from emo_llama.expert import BASIC_EXPRESSIONS, expert_shape, get_expert
 from emo_llama.expert.facexformer.expert import FaceXFormerConfig
+from emo_llama.features.audio import get_audio_encoder
 from emo_llama.model.backbones import eva_vit, llamavid
 from emo_llama.model.backbones import llm as llm_lib
 from emo_llama.model.backbones import vision as vision_lib
@@ -48,6 +49,17 @@ class Stack:
     init_state: dict = field(default_factory=dict)        # EmoLlama-named weights for new modules (LLaMA-VID)
     config_overrides: dict = field(default_factory=dict)  # EmoLlamaConfig values those weights need
     expression_names: tuple[str, ...] = ()  # the expert's expression reading (empty: it has none)
+    audio: str = ""                      # the audio encoder by name (features.audio.AUDIO_ENCODERS), for use_audio
+    audio_options: dict = field(default_factory=dict)   # its keyword arguments (the paper stack's HuBERT path)
+    _audio_encoder: object = field(default=None, repr=False)
+
+    def audio_encoder(self):
+        """The stack's audio encoder, built on first use: a model that does not hear never loads it."""
+        if self._audio_encoder is None:
+            if not self.audio:
+                raise ValueError(f"the {self.name} stack has no audio encoder")
+            self._audio_encoder = get_audio_encoder(self.audio, **self.audio_options)
+        return self._audio_encoder
 
 
 def register(name: str):
@@ -154,7 +166,7 @@ def tiny_stack(encoders: bool = True, seed: int = 0, expert: nn.Module | None = 
     grid = tuple(expert.grid) if expert is not None else TINY_FACE_GRID
     names = getattr(expert, "expression_names", None) or BASIC_EXPRESSIONS  # no expert loaded: the tiny one's
     return Stack("tiny", _freeze(vision), _freeze(expert), 32, face_dim, grid, qformer, tok, set(), model, tok,
-                 options={"seed": seed}, expression_names=tuple(names))
+                 options={"seed": seed}, expression_names=tuple(names), audio="tiny", audio_options={"seed": seed})
 
 
 @register("offline")
@@ -187,14 +199,15 @@ def offline_stack(encoders: bool = True, qformer_layers: int = 6, cross_attentio
                  lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
                  options={"qformer_layers": qformer_layers, "cross_attention_frequency": cross_attention_frequency,
                           "vision_input": vision_input, "expert": expert_name},
-                 expression_names=tuple(names or ()))
+                 expression_names=tuple(names or ()), audio="egemaps")
 
 
 @register("paper")
 def paper_stack(vision_path: str | None = None, llm_path: str = "lmsys/vicuna-7b-v1.5",
                 expert: str = "facexformer", expert_path: str | None = None, llamavid_path: str | None = None,
                 qformer_bert: str = "bert-base-uncased", dtype: str = "bfloat16", tiny_configs: bool = False,
-                encoders: bool = True, tiny_vision_dim: int = 32, vision: str | None = None, **_) -> Stack:
+                encoders: bool = True, tiny_vision_dim: int = 32, vision: str | None = None,
+                audio_path: str | None = None, **_) -> Stack:
     """CLIP ViT-L/14 or EVA-G + FaceXFormer + Q-Former + Vicuna-7B, or LLaMA-VID-7B's Q-Former/projectors/LLM (GPU).
 
     `vision`: "clip" (CLIP ViT-L/14, patch tokens of the penultimate layer) or "eva_g" (EVA-CLIP ViT-g/14 as
@@ -206,7 +219,9 @@ def paper_stack(vision_path: str | None = None, llm_path: str = "lmsys/vicuna-7b
     `llm_path` the LLM (ignored when `llamavid_path` is given);
     `expert_path` FaceXFormer's `model.pt`; `llamavid_path` a LLaMA-VID checkpoint folder, which then fills
     the Q-Former, Eq. 2's projectors, the content projector and the LLM (`emo_llama.model.backbones.llamavid`);
-    `qformer_bert` bert-base-uncased's folder (tokenizer; also the weights when there is no LLaMA-VID).
+    `qformer_bert` bert-base-uncased's folder (tokenizer; also the weights when there is no LLaMA-VID);
+    `audio_path` a local HuBERT / wav2vec 2.0 folder, the audio encoder when the model hears (`use_audio`;
+    Emotion-LLaMA uses chinese-hubert-large), loaded strictly on first use (tiny_configs: the tiny encoder).
     The facial expert is loaded first, so a missing checkpoint stops before any 7B load.
 
     `tiny_configs=True` builds the same model classes with tiny random configs (tests, no download);
@@ -235,6 +250,8 @@ def paper_stack(vision_path: str | None = None, llm_path: str = "lmsys/vicuna-7b
         options["feature_name"] = "paper-eva_g"   # its own feature cache (257 x 1408 tokens, not CLIP's)
     # FaceXFormer's released heads include no expression: no reading (use_expression then stays off)
     extra["expression_names"] = tuple(getattr(face, "expression_names", None) or ())
+    extra["audio"], extra["audio_options"] = ("tiny", {}) if tiny_configs and not audio_path else \
+        ("hubert", {"path": audio_path})
     return Stack("paper", _freeze(encoder), face, vision_dim, face_dim, face_grid, qformer, qtok, pretrained,
                  model, tok, lora, torch_dtype, options, **extra)
 

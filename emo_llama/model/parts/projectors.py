@@ -45,6 +45,27 @@ class LandmarkEncoder(nn.Module):
         return self.mlp(self.standardise(normalise_landmarks(landmarks_68).flatten(-2)))
 
 
+class AudioToken(nn.Module):
+    """That second's sound -> one token per frame in the LLM's embedding space (Emotion-LLaMA's audio branch:
+    an encoder's features through their own projector, one projector per modality).
+
+    The encoder's features are standardised with training-set statistics (eGeMAPS mixes Hz, dB and rates), then a
+    2-layer MLP maps them into the LLM's space. A window without sound (an image, a clip without an audio track,
+    a silent track, past the end of the sound: `valid` False) gets a learned "no sound" embedding instead, so
+    the model is told that nothing was heard, never shown zeros as if they were a voice.
+    """
+
+    def __init__(self, audio_dim: int, out_dim: int, hidden: int = 256, out_rms: float | None = None):
+        super().__init__()
+        self.standardise = FeatureStandardiser(audio_dim)
+        self.mlp = mlp_projector(audio_dim, out_dim, hidden, out_rms)
+        self.no_sound = nn.Parameter(torch.randn(out_dim) * (out_rms or 0.02))
+
+    def forward(self, audio: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        tokens = self.mlp(self.standardise(audio))
+        return torch.where(valid.bool().unsqueeze(-1), tokens, self.no_sound.to(tokens.dtype).expand_as(tokens))
+
+
 def moments(samples: torch.Tensor) -> torch.Tensor:
     """(3, C) float64: the count (in every column), the sums and the sums of squares over all but the last dim.
 

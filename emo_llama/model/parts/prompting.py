@@ -150,7 +150,7 @@ def splice_media(inputs_embeds: torch.Tensor, media_mask: torch.Tensor, frame_to
     return inputs_embeds.masked_scatter(media_mask.unsqueeze(-1), frame_tokens.to(inputs_embeds.dtype))
 
 
-FRAME_TOKEN_NAMES = ("context", "visual", "landmark", "expression")  # the order of EmoLlama.frame_tokens
+FRAME_TOKEN_NAMES = ("context", "visual", "landmark", "expression", "audio")  # the order of EmoLlama.frame_tokens
 
 
 def batch_view(tokenizer, batch: dict[str, torch.Tensor], row: int = 0,
