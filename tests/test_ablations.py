@@ -261,7 +261,7 @@ def test_run_ablations_writes_every_arm_and_seed(tmp_path):
     assert len(saved["runs"]) == 3 * 2  # t6: 2 trainings (t6_none is read off one), t8: 1
     for name, arm in saved["arms"].items():
         assert [s["seed"] for s in arm["per_seed"]] == [0, 1], name
-        assert set(arm["mean"]) == set(arm["std"]) == {"acc", "uar", "war"}
+        assert set(arm["mean"]) == set(arm["std"]) == {"acc", "uar", "war", "wf1"}
     assert saved["arms"]["t6_none"]["per_seed"][0]["source"].startswith("zero-shot")
     assert "re-scored" in saved["arms"]["t8_visual_text"]["per_seed"][0]["source"]
     assert (tmp_path / "abl" / "tab6.png").exists() and (tmp_path / "abl" / "tab8.png").exists()

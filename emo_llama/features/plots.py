@@ -72,3 +72,30 @@ def plot_voice_cues(table: Mapping[str, Mapping[str, tuple[float, float]]], titl
     fig.suptitle(title or "eGeMAPS voice cues by class (mean ± std over clips)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_voice_curves(clips: Mapping[str, Sequence[AudioFeatures]], feature_names: Sequence[str],
+                      cues: Sequence[str] = ("F0semitoneFrom27.5Hz_sma3nz_amean", "loudness_sma3_amean")):
+    """Per cue, each class's mean over its clips of the cue in window t (second t of the clip): how the voice runs
+    through a clip, class by class. A window without sound is left out of its mean."""
+    fig, axes = plt.subplots(1, len(cues), figsize=(4.2 * len(cues), 3.2))
+    for ax, cue in zip(np.atleast_1d(axes), cues):
+        j = list(feature_names).index(cue)
+        for k, (label, feats) in enumerate(clips.items()):
+            length = max(len(f.valid) for f in feats)
+            values = np.full((len(feats), length), np.nan)
+            for i, f in enumerate(feats):
+                rows = f.features[:, j].numpy().copy()
+                rows[~f.valid.numpy()] = np.nan
+                values[i, : len(rows)] = rows
+            counts = np.sum(~np.isnan(values), axis=0)
+            mean = np.nansum(values, axis=0) / np.maximum(counts, 1)
+            shown = counts > 0
+            ax.plot(np.arange(length)[shown], mean[shown], "o-", color=f"C{k}", label=label, lw=1.4, ms=3)
+        ax.set_xlabel("second of the clip (window t, with frame t)")
+        ax.set_title(CUE_LABELS.get(cue, cue), fontsize=9)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].legend(fontsize=7, ncol=2)
+    fig.suptitle("eGeMAPS per one-second window, mean over each class's clips", fontsize=10)
+    fig.tight_layout()
+    return fig
