@@ -10,6 +10,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,11 @@ def without_is_gradient_checkpointing_warning() -> Iterator[None]:
 def digest(value) -> str:
     """A short stable hash of a JSON-able value (names checkpoint and saved-answer folders by what they depend on)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def package_version(name: str) -> str:
+    """An installed package's version, or "absent" (feature and store keys name the code that made them)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"

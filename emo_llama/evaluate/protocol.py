@@ -157,13 +157,15 @@ def evaluate_models(model_spec: str, cfg: TrainConfig, datasets: Sequence[str], 
     if not expert and model.config.use_audio:  # a model that hears gets each media's sound next to its frames
         _, audio_store, _ = extract_audio_to_store(stack.audio_encoder(), samples, cfg.max_frames, progress=progress)
         bank = WithAudio(bank, audio_store)
+    # a model tuned with the words spoken is asked with them, as it was trained (its trained_on.json, read once)
+    use_text = cfg.use_text or (not expert and trained_with_text(model_spec))
     results = {}
     for dataset, (classes, test) in tests.items():
         if expert:
             metrics = expert_metrics(bank, test, classes, stack.expression_names)
         else:
             questions = eval_questions(test, classes, cfg.descriptive_text, zero_shot=model_spec == "pretrained",
-                                       use_text=cfg.use_text or trained_with_text(model_spec))
+                                       use_text=use_text)
             desc = f"eval {dataset}"
             saved = answers_folder(out / "answers_progress", desc, model, test, questions, cfg.max_new_tokens,
                                    getattr(bank, "key", ""))  # a killed evaluation resumes from its saved batches

@@ -49,7 +49,6 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import av
@@ -60,6 +59,7 @@ from torch import nn
 from emo_llama.faces.video import IMAGE_SUFFIXES, nearest_frame_indices, transient
 from emo_llama.features.extractor import module_fingerprint
 from emo_llama.progress import without_weight_loading_bar
+from emo_llama.utils import package_version
 
 SAMPLE_RATE = 16_000           # every encoder here (eGeMAPS, HuBERT) reads 16 kHz speech
 SILENCE_DBFS = -60.0           # a whole track quieter than this (RMS, dB re full scale) is "silent"
@@ -266,7 +266,7 @@ class EgemapsEncoder(AudioEncoder):
 
     def settings(self) -> dict:
         return super().settings() | {"feature_set": "eGeMAPSv02 functionals",
-                                     "opensmile": metadata.version("opensmile")}
+                                     "opensmile": package_version("opensmile")}
 
     def _encode_window(self, window: np.ndarray) -> torch.Tensor:
         values = self._smile.process_signal(window, self.sample_rate).to_numpy(dtype=np.float32)[0]
@@ -461,18 +461,11 @@ class AudioExtractor:
         """Everything that changes an audio feature (the store key hashes this)."""
         return {"stack": f"audio-{self.encoder.name}", "encoder": self.encoder.settings(),
                 "max_frames": self.max_frames, "window_seconds": 1.0 / self.fps, "version": AUDIO_FEATURE_VERSION,
-                "pyav": _version("av")}
+                "pyav": package_version("av")}
 
     def extract_uncached(self, media: str | os.PathLike) -> AudioFeatures:
         """Never raises for a media problem (its status says it); a transient OS error passes through."""
         return extract_audio(media, self.encoder, self.max_frames, 1.0 / self.fps)
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "absent"
 
 
 # ----- the voice as words: a clue an LLM can read (MERR's audio_prior_list, the reason instruction) ----------------
@@ -503,13 +496,14 @@ class VoiceReference:
         if missing:
             raise ValueError(f"the voice is described from eGeMAPS functionals; these features lack {missing[:2]}")
         columns = tuple(list(feature_names).index(name) for name, *_ in VOICE_CUES)
-        rows = np.array([_clip_mean(f, v)[list(columns)] for f, v in clips if bool(v.any())])
+        rows = np.array([clip_mean(f, v)[list(columns)] for f, v in clips if bool(v.any())])
         if len(rows) < 2:
             raise ValueError(f"{len(rows)} clips with sound: a voice reference needs at least 2")
         return cls(columns, rows.mean(0), np.maximum(rows.std(0, ddof=1), 1e-6))
 
 
-def _clip_mean(features: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
+def clip_mean(features: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
+    """One clip's features averaged over its windows with sound (float64)."""
     return features[valid.bool()].double().mean(0).numpy()
 
 
@@ -520,7 +514,7 @@ def describe_voice(features: torch.Tensor, valid: torch.Tensor, reference: Voice
     clue, never a guessed one)."""
     if not bool(valid.any()):
         return None
-    z = (_clip_mean(features, valid)[list(reference.columns)] - reference.mean) / reference.spread
+    z = (clip_mean(features, valid)[list(reference.columns)] - reference.mean) / reference.spread
     words = [up if value > 0 else down for value, (_, up, down) in zip(z, VOICE_CUES) if abs(value) >= threshold]
     if not words:
         return "an ordinary voice"

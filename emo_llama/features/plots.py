@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from emo_llama.features.audio import VOICE_CUES, AudioFeatures, AudioTrack, audio_windows
+from emo_llama.features.audio import VOICE_CUES, AudioFeatures, AudioTrack, audio_windows, clip_mean
 
 
 def plot_clip_sound(track: AudioTrack, crops: np.ndarray, max_seconds: int | None = 8, title: str = ""):
@@ -41,7 +41,7 @@ def voice_cue_table(clips: Mapping[str, Sequence[AudioFeatures]], feature_names:
     columns = {name: list(feature_names).index(name) for name, *_ in VOICE_CUES}
     table = {}
     for label, feats in clips.items():
-        rows = np.array([f.features[f.valid].double().mean(0).numpy() for f in feats if bool(f.valid.any())])
+        rows = np.array([clip_mean(f.features, f.valid) for f in feats if bool(f.valid.any())])
         if len(rows):
             table[label] = {name: (float(rows[:, j].mean()), float(rows[:, j].std())) for name, j in columns.items()}
     return table

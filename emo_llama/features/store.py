@@ -60,7 +60,6 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
@@ -72,24 +71,17 @@ from emo_llama.faces.video import MediaError
 from emo_llama.features.audio import AUDIO_STATUSES, AudioExtractor
 from emo_llama.features.extractor import FeatureExtractor, MediaFeatures
 from emo_llama.progress import progress as progress_bar
-from emo_llama.utils import atomic_path, model_cache_dir
+from emo_llama.utils import atomic_path, model_cache_dir, package_version
 
 STORE_VERSION = "3"  # 2: chunks hold whichever media were missing, found by their headers' identities; 3: expression_probs
 FP16_MAX = 65504.0
-
-
-def _package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "absent"
 
 
 def store_settings(extractor, half: bool = True) -> dict:
     """Everything that changes a stored feature (the store key hashes this): the extractor's settings
     (stack name and options, weight fingerprints, fps, max_frames, crop, code version) and the store's.
     The face detector's version counts for extractors that crop faces (not for the audio extractor)."""
-    faces = {"face_detector": f"facenet-pytorch {_package_version('facenet-pytorch')}"} \
+    faces = {"face_detector": f"facenet-pytorch {package_version('facenet-pytorch')}"} \
         if getattr(extractor, "crops_faces", True) else {}
     return extractor.settings() | faces | {"store_version": STORE_VERSION,
                                            "token_dtype": "float16" if half else "float32"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import warnings
+from functools import cache
 from pathlib import Path
 
 from emo_llama.data.datasets.base import (
@@ -62,14 +63,20 @@ def _columns(path: Path, header: list[str], required: tuple[str, ...],
     return {c: index[_key(c)] for c in required}
 
 
-def _own_label(dataset: str, word: str) -> str | None:
-    """A dataset's own class word (case and spacing ignored) as a canonical name, or None."""
-    table = {_key(w): c for w, c in DATASET_WORDS[dataset].items()}
-    return table.get(_key(word))
+@cache
+def _word_table(dataset: str) -> dict[str, str]:
+    return {_key(w): c for w, c in DATASET_WORDS[dataset].items()}
 
 
-def _unknown_label(dataset: str, word: str) -> str:
-    return f"label {word!r} is not a {dataset} class ({', '.join(DATASET_WORDS[dataset])})"
+def _own_label(dataset: str, word: str, issues, file: Path, line_no: int, shown: str | None = None) -> str | None:
+    """A dataset's own class word (case and spacing ignored) as a canonical name; None for a word that is not one
+    of its classes, after naming the line (`issues.bad`: raises when strict). `shown`: the word as the file
+    spells it, when `word` is a corrected spelling."""
+    label = _word_table(dataset).get(_key(word))
+    if label is None:
+        issues.bad(file, line_no, f"label {shown or word!r} is not a {dataset} class "
+                                  f"({', '.join(DATASET_WORDS[dataset])})")
+    return label
 
 
 def _blank(row: list[str]) -> bool:
@@ -139,9 +146,8 @@ def load_meld(root: Path, split: str = "train", fold: int | None = None, strict:
             issues.bad(label_csv, line_no, f"Dialogue_ID and Utterance_ID must be numbers, got "
                                            f"{dialogue!r}, {utterance_no!r}")
             continue
-        label = _own_label("meld", row[col["Emotion"]])
+        label = _own_label("meld", row[col["Emotion"]], issues, label_csv, line_no)
         if label is None:
-            issues.bad(label_csv, line_no, _unknown_label("meld", row[col["Emotion"]]))
             continue
         clip_id = f"dia{int(dialogue)}_utt{int(utterance_no)}"
         path = clip_dir / f"{clip_id}.mp4"
@@ -196,9 +202,8 @@ def load_mer2023(root: Path, split: str = "train", fold: int | None = None, stri
             issues.bad(label_csv, line_no, f"expected 'name,discrete[,valence]', got {','.join(row)!r}")
             continue
         name = row[col["name"]].strip()
-        label = _own_label("mer2023", row[col["discrete"]])
+        label = _own_label("mer2023", row[col["discrete"]], issues, label_csv, line_no)
         if label is None:
-            issues.bad(label_csv, line_no, _unknown_label("mer2023", row[col["discrete"]]))
             continue
         path = videos.get(name, video_dir / f"{name}.mp4")
         if check_media and name not in videos:
@@ -299,9 +304,8 @@ def load_casme2(root: Path, split: str = "all", fold: int | None = None, media: 
             issues.bad(sheet, line_no, f"expected a subject number and a file name, got "
                                        f"{row[col['Subject']]!r}, {clip!r}")
             continue
-        label = _own_label("casme2", row[col["Estimated Emotion"]])
+        label = _own_label("casme2", row[col["Estimated Emotion"]], issues, sheet, line_no)
         if label is None:
-            issues.bad(sheet, line_no, _unknown_label("casme2", row[col["Estimated Emotion"]]))
             continue
         rows.append((line_no, int(subject), clip, row[col["ApexFrame"]].strip(),
                      row[col["Action Units"]].strip() or None, label))
@@ -390,9 +394,8 @@ def load_cmma(root: Path, split: str = "train", fold: int | None = None, clip_na
             issues.bad(label_csv, line_no, "ConversationID and UtteranceID must not be empty")
             continue
         word = row[col["Emotion"]].strip()
-        label = _own_label("cmma", _CMMA_LABEL_TYPOS.get(word.lower(), word))
+        label = _own_label("cmma", _CMMA_LABEL_TYPOS.get(word.lower(), word), issues, label_csv, line_no, shown=word)
         if label is None:
-            issues.bad(label_csv, line_no, _unknown_label("cmma", word))
             continue
         path = root / clip_name.format(conversation_id=conversation_id, utterance_id=utterance_id)
         if check_media and not path.exists():
