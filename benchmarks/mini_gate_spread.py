@@ -9,7 +9,9 @@ the issue's target is UAR >= 0.60 with no class below 0.20. `--also faceapi fer`
 readings of the same split next to it (not independent checks: one shaped the data, one feeds the model). mini's test split is about 215 samples from about 16 identities, so the figure of one build is
 a draw. For each seed this renders only the test identities of that seed's build (`build_mini(...,
 only_split="test")`, pixel-identical to the full build's test split, about 20 s each) and scores the gate.
-Seed 0 is the build `make train` uses. Last line: `gate_uar mean=... sd=... min=... max=...`.
+Seed 0 is the build `make train` uses. Last line: `gate_uar mean=... sd=... min=... max=...`. `--judge-crop
+--smile-floor 0.3` builds with the stricter judge instead (`build_mini`'s options; README, "Why 12 in every seed
+is out of reach on mini").
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--candidates", type=int, default=None, help="judge renders per slot (default: build_mini's)")
     ap.add_argument("--also", nargs="*", default=[], help="other expression nets to read the split with (faceapi, fer)")
+    ap.add_argument("--judge-crop", action="store_true", help="the stricter judge: it reads the MTCNN crop")
+    ap.add_argument("--smile-floor", type=float, default=None, help="the stricter judge's smile floor (e.g. 0.3)")
     args = ap.parse_args()
 
     from emo_llama.data.mini.build import build_mini, load_mini
     from emo_llama.data.mini.sanity import expression_net_scores
 
     extra = {} if args.candidates is None else {"candidates": args.candidates}
+    extra |= {"judge_crop": args.judge_crop, "smile_floor": args.smile_floor}  # build_mini's defaults when unset
     uars = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:

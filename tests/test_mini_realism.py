@@ -9,7 +9,7 @@ from skimage.draw import polygon
 
 from emo_llama.data.labels import MINI_CLASSES
 from emo_llama.data.mini.appearance import INNER_MOUTH, paint_mouth, paint_wrinkles
-from emo_llama.data.mini.build import _select
+from emo_llama.data.mini.build import _select, make_judge
 from emo_llama.data.mini.sources import load_identities
 from emo_llama.data.mini.warp import warp_face
 from emo_llama.faces.samples import EXCLUDED_FROM_MINI, HELD_OUT_IDENTITIES, real_face_set
@@ -91,6 +91,55 @@ def test_select_keeps_the_first_render_the_judge_agrees_with_else_the_most_likel
     assert agreed is True and frames[0][0, 0, 0] == 1 and len(draws) == 1
     (_, _, _), agreed = select("fear", None)
     assert agreed is None
+
+
+def test_smile_floor_drops_renders_with_a_moderate_smile_even_when_the_judge_agrees():
+    """The stricter judge (`build_mini(smile_floor=...)`): happiness at or above the floor makes a render of
+    another class a smile whatever the judge's top class; below it, the v4 rule (top class) no longer applies."""
+    def draw(rng):
+        draw.calls += 1
+        return [np.full((4, 4, 3), draw.calls, np.uint8)], {}, 0
+
+    def judge(frame):  # render 1: fear 0.6 with happiness 0.35; render 2: fear 0.5, happiness 0.2; later: fear 0.1
+        fear, happy = {1: (0.6, 0.35), 2: (0.5, 0.2)}.get(int(frame[0, 0, 0]), (0.1, 0.05))
+        return {**{c: 0.0 for c in MINI_CLASSES}, "fear": fear, "happiness": happy, "surprise": 1 - fear - happy}
+
+    def select(label, judge, **kw):
+        draw.calls = 0
+        return _select(draw, label, judge, 4, 0, 1, 2, **kw)
+
+    (frames, _, _), agreed = select("fear", judge)  # the v4/v5 rule: render 1 agrees and is kept
+    assert agreed is True and frames[0][0, 0, 0] == 1
+    (frames, _, _), agreed = select("fear", judge, smile_floor=0.3)  # render 1 is a smile now; render 2 agrees
+    assert agreed is True and frames[0][0, 0, 0] == 2 and draw.calls == 2
+    assert select("fear", lambda f: {**{c: 0.0 for c in MINI_CLASSES}, "fear": 0.6, "happiness": 0.4},
+                  smile_floor=0.3) == (None, False) and draw.calls == 4
+    # a top-class smile below the floor is no longer a smile: kept as the best non-agreeing render
+    (frames, _, _), agreed = select("fear", lambda f: {**{c: 0.0 for c in MINI_CLASSES}, "happiness": 0.25,
+                                                      "fear": 0.2, "anger": 0.2, "sadness": 0.2, "surprise": 0.15},
+                                    smile_floor=0.3)
+    assert agreed is False and frames[0][0, 0, 0] == 1
+
+
+def test_judge_with_crop_reads_the_mtcnn_crop_the_expert_sees():
+    import torch
+
+    from emo_llama.data.labels import canonical_label
+    from emo_llama.expert import get_expression_net
+    from emo_llama.faces import FaceCropper
+    from emo_llama.faces.video import load_frames
+
+    photo = next(i for i in real_face_set() if i.name == "astronaut")
+    frame = load_frames(photo.media)[0]
+    crop = FaceCropper(device="cpu", on_missing="whole_frame").crop([frame])[0].crop
+    net = get_expression_net(name="fer", device="cpu")
+    with torch.no_grad():
+        probs = net(torch.from_numpy(crop[None].copy()).permute(0, 3, 1, 2).float() / 255)[0]
+    expected = {canonical_label(c): float(p) for c, p in zip(net.classes, probs)}
+    by_crop, by_frame = make_judge("fer", crop=True)(frame), make_judge("fer")(frame)
+    assert set(by_crop) == set(MINI_CLASSES)
+    assert all(abs(by_crop[c] - expected[c]) < 1e-6 for c in MINI_CLASSES)
+    assert any(abs(by_crop[c] - by_frame[c]) > 1e-3 for c in MINI_CLASSES)  # the whole photo is another input
 
 
 def test_real_face_check_set_is_labelled_readable_and_never_trained_on():

@@ -41,6 +41,7 @@ from emo_llama.data.mini.speech import (
 )
 from emo_llama.data.mini.warp import similarity, warp_face
 from emo_llama.expert import get_expression_net
+from emo_llama.faces import FaceCropper
 from emo_llama.faces.samples import HELD_OUT_IDENTITIES
 from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, default_cache_dir, torch_threads
@@ -154,11 +155,13 @@ def _draw_clip(ident, label: str, side: int, size: int, frames_range: tuple[int,
     return frames, aus, first
 
 
-def _select(draw, label: str, judge, candidates: int, seed: int, *keys: int):
+def _select(draw, label: str, judge, candidates: int, seed: int, *keys: int, smile_floor: float | None = None):
     """Draw up to `candidates` renders of `label` and keep the first one the judge reads as `label`
     (the judge sees the apex frame); if none agrees, keep the one it gives the label's highest
     probability, except a smile: a render of another class that the judge reads as happiness is never
     kept. Returns (draw result, agreed), or (None, False) when every candidate was such a smile.
+    `smile_floor`: a render of another class counts as a smile when the judge gives happiness at least this
+    probability, whatever its top class (None: when happiness is its top class, as mini v4 and v5 are built).
 
     Why the smile rule: many source faces smile (LFW's most of all), and a warp that adds, say, AU4 or
     AU9 leaves the smile in place; such a render labelled neutral, surprise or disgust teaches a model that
@@ -172,18 +175,23 @@ def _select(draw, label: str, judge, candidates: int, seed: int, *keys: int):
         frames = result[0]
         probs = judge(frames[len(frames) // 2])
         read = max(probs, key=probs.get)
+        smile = read == SMILE if smile_floor is None else probs[SMILE] >= smile_floor
+        if label != SMILE and smile:
+            continue
         if read == label:
             return result, True
-        if read != SMILE and probs[label] > best_p:
+        if probs[label] > best_p:
             best, best_p = result, probs[label]
     return best, False
 
 
-def make_judge(name: str | None):
+def make_judge(name: str | None, crop: bool = False):
     """An expression classifier trained on real faces, as `judge(image) -> {class: probability}`, or None.
 
     mini keeps only renders such a classifier agrees with (see `_select`). The judge must not be the
-    classifier that validates mini (face-api's, notebook 04's gate) nor a feature of the model.
+    classifier that validates mini (facex's, notebook 04's gate) nor a feature of the model (face-api's).
+    `crop`: the judge reads the MTCNN crop of the frame, as the model's expert does, instead of the whole
+    128 px frame (mini v5 is built with the whole frame; README, "Why 12 in every seed is out of reach").
     """
     if name is None:
         return None
@@ -191,12 +199,15 @@ def make_judge(name: str | None):
 
     net = get_expression_net(name=name, device="cpu")
     names = [canonical_label(c) for c in net.classes]
+    cropper = FaceCropper(device="cpu", on_missing="whole_frame") if crop else None
 
     @torch.no_grad()
     def judge(image: np.ndarray) -> dict[str, float]:
         # One small image: extra threads only spin (measured 10x slower on a busy 2-core CPU).
         with torch_threads(1):
-            probs = net(torch.from_numpy(image[None]).permute(0, 3, 1, 2).float() / 255)[0]
+            if cropper is not None:
+                image = cropper.crop([image])[0].crop
+            probs = net(torch.from_numpy(np.array(image[None])).permute(0, 3, 1, 2).float() / 255)[0]
         return {n: float(p) for n, p in zip(names, probs) if n in MINI_CLASSES}
 
     return judge
@@ -205,8 +216,13 @@ def make_judge(name: str | None):
 def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identities: int | None = None,
                test_fraction: float = 0.2, images_per_class: int = 1, colour_images_per_class: int = 4,
                videos_per_identity: int = 2, frames_range: tuple[int, int] = (4, 6), judge: str | None = JUDGE,
-               candidates: int = 4, only_split: str | None = None, progress: bool = True) -> dict:
+               candidates: int = 4, only_split: str | None = None, progress: bool = True, judge_crop: bool = False,
+               smile_floor: float | None = None) -> dict:
     """Write mini into `out_dir` (replacing what is there) and return its BUILD_INFO.
+
+    `judge_crop`, `smile_floor`: a stricter judge (`make_judge`'s `crop`, `_select`'s `smile_floor`); the defaults
+    build mini as `make train` reads it. `ensure_mini(judge_crop=True, smile_floor=0.3)` builds the stricter
+    variant into its own cache folder; train on it with `--data_root <that folder>`.
 
     only_split="test" renders only that split's identities, each exactly as the full build renders it
     (benchmarks/mini_gate_spread.py measures the validity gate over seeds this way)."""
@@ -214,7 +230,7 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    judge_fn = make_judge(judge)
+    judge_fn = make_judge(judge, crop=judge_crop)
     identities = load_identities(size=size, max_identities=max_identities)
     side = identities[0].frames[0].shape[0]  # the context crop the warps run on
     split_of = split_identities([i.name for i in identities], seed, test_fraction)
@@ -236,7 +252,8 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
         for ci, label in enumerate(MINI_CLASSES):
             for k in range(copies):
                 drawn, ok = _select(
-                    partial(_draw_image, ident, label, side, size), label, judge_fn, candidates, seed, ii, ci, k)
+                    partial(_draw_image, ident, label, side, size), label, judge_fn, candidates, seed, ii, ci, k,
+                    smile_floor=smile_floor)
                 if drawn is None:
                     dropped[label] = dropped.get(label, 0) + 1
                     continue
@@ -253,7 +270,7 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
             video_slot[split] += 1
             drawn, ok = _select(
                 partial(_draw_clip, ident, label, side, size, frames_range), label, judge_fn, candidates,
-                seed, ii, 100 + k)
+                seed, ii, 100 + k, smile_floor=smile_floor)
             if drawn is None:
                 dropped[label] = dropped.get(label, 0) + 1
                 continue
@@ -285,6 +302,7 @@ def build_mini(out_dir: str | Path, seed: int = 0, size: int = 128, max_identiti
     info = {"version": MINI_VERSION, "seed": seed, "size": size, "identities": len(identities),
             "test_identities": sorted(n for n, s in split_of.items() if s == "test"),
             "images": len(labels), "videos": clip_no, "judge": judge, "candidates": candidates if judge else 1,
+            "judge_reads": "MTCNN crop" if judge_crop else "whole frame", "smile_floor": smile_floor,
             "judge_agreement": {c: round(float(np.mean(v)), 3) for c, v in agreed.items()} if judge else None,
             "dropped_smiles": dict(sorted(dropped.items())),
             "speech": speech_settings(),
