@@ -25,14 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageEnhance, ImageFilter
 
-from emo_llama.data.labels import MINI_CLASSES, canonical_label
+from emo_llama.data.labels import MINI_CLASSES
 from emo_llama.data.mini.build import ensure_mini, load_mini
-from emo_llama.data.mini.sanity import first_frames
-from emo_llama.expert import get_expression_net
-from emo_llama.faces import FaceCropper
+from emo_llama.data.mini.sanity import ExpressionReader, first_frames
 from emo_llama.faces.samples import real_face_set
 from emo_llama.faces.video import load_frames
 
@@ -52,20 +49,6 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     buffer = io.BytesIO()
     im.save(buffer, "JPEG", quality=int(rng.integers(25, 91)))
     return np.asarray(Image.open(buffer).convert("RGB"))
-
-
-class ExpertReading:
-    """The expert's 7-class probabilities on the MTCNN crop (the whole frame where MTCNN finds no face)."""
-
-    def __init__(self):
-        self.net = get_expression_net(device="cpu")
-        self.names = [canonical_label(c) for c in self.net.classes]
-        self.cropper = FaceCropper(device="cpu", on_missing="whole_frame")
-
-    @torch.no_grad()
-    def __call__(self, frames: list[np.ndarray]) -> np.ndarray:
-        crops = np.stack([r.crop for r in self.cropper.crop(frames)])
-        return self.net(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255).numpy()
 
 
 def smile_table(labels: list[str], probs: np.ndarray, names: list[str]) -> dict:
@@ -101,21 +84,25 @@ def main() -> None:
     start = time.perf_counter()
     root = Path(args.root) if args.root else ensure_mini(seed=args.seed)
     train = load_mini(root, split="train").samples
-    reading = ExpertReading()
+    expert = ExpressionReader("faceapi")  # the offline stack's expert, on the MTCNN crop
+
+    def reading(frames: list[np.ndarray]) -> np.ndarray:
+        return expert(frames)[0].numpy()
+
     frames = first_frames(train)
     labels = [s.label for s in train]
     print(f"mini at {root.name}: {len(train)} training samples (apex frame each)")
-    print_table("the expert on mini's training faces", smile_table(labels, reading(frames), reading.names))
+    print_table("the expert on mini's training faces", smile_table(labels, reading(frames), expert.names))
     if args.degrade:
         rng = np.random.default_rng(0)
         degraded = [degrade(f, rng) for f in frames]
-        print_table("the same faces, degraded like real photos", smile_table(labels, reading(degraded), reading.names))
+        print_table("the same faces, degraded like real photos", smile_table(labels, reading(degraded), expert.names))
     print("\nthe expert on the real check photos (mean over a clip's frames), happiness probability:")
-    happy = reading.names.index(SMILE)
+    happy = expert.names.index(SMILE)
     for item in real_face_set():
         p = reading(list(load_frames(item.media))).mean(0)
         band = " <- in the band" if BAND_LOW <= p[happy] <= BAND_HIGH else ""
-        print(f"  {item.name:13s} {item.label:10s} reads {reading.names[int(p.argmax())]:10s} "
+        print(f"  {item.name:13s} {item.label:10s} reads {expert.names[int(p.argmax())]:10s} "
               f"happiness {p[happy]:.2f}{band}")
     print(f"wall {time.perf_counter() - start:.0f} s")
 

@@ -116,24 +116,32 @@ def load_model(spec: str, cfg: TrainConfig) -> tuple[EmoLlama, tuple[str, ...] |
                              "projectors start random); its baseline is --model expert, the facial expert's reading")
         model = EmoLlama(replace(cfg, **NO_NEW_MODULES).model_config())
         return model.eval(), None, f"{cfg.stack} pretrained (zero-shot)"
-    folder = repo_path(spec)
-    folder = folder / "model" if (folder / "model" / "emo_llama_config.json").exists() else folder
+    folder = saved_model_folder(spec)
     if not (folder / "emo_llama_config.json").exists():
         raise FileNotFoundError(f"{folder}: no saved model here (expected emo_llama_config.json; a training run "
                                 f"saves one into <output_dir>/model), and not one of {BASELINES}")
-    trained = folder / TRAINED_ON
-    seen = tuple(json.loads(trained.read_text())["classes"]) if trained.exists() else None
+    classes = trained_on(folder).get("classes")
+    seen = tuple(classes) if classes is not None else None
     return EmoLlama.from_pretrained(folder, device=cfg.device), seen, str(folder.parent.name or folder)
+
+
+def saved_model_folder(spec: str) -> Path:
+    """The folder a saved model is in: a run folder's `model/`, or `spec` itself."""
+    folder = repo_path(spec)
+    return folder / "model" if (folder / "model" / "emo_llama_config.json").exists() else folder
+
+
+def trained_on(folder: Path) -> dict:
+    """What a saved model was tuned on (its trained_on.json: datasets, classes, train_kinds, use_text); {} when a
+    model saved without one."""
+    path = folder / TRAINED_ON
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def trained_with_text(spec: str) -> bool:
     """Whether a saved run was tuned with the words spoken in its questions (`use_text`, in its trained_on.json):
     it is then asked with them too, as it was trained."""
-    folder = repo_path(spec)
-    for path in (folder / "model" / TRAINED_ON, folder / TRAINED_ON):
-        if path.exists():
-            return bool(json.loads(path.read_text()).get("use_text", False))
-    return False
+    return bool(trained_on(saved_model_folder(spec)).get("use_text", False))
 
 
 def evaluate_models(model_spec: str, cfg: TrainConfig, datasets: Sequence[str], output_dir: str | Path | None = None,

@@ -429,6 +429,11 @@ class AudioFeatures:
         note = json.loads(text)
         return cls(**tensors, status=note["status"], message=note["message"])
 
+    @staticmethod
+    def stored_status(text: str) -> str:
+        """The status from a store's text alone (`store_text`), without reading the tensors."""
+        return json.loads(text)["status"]
+
 
 def extract_audio(path: str | os.PathLike, encoder: AudioEncoder, max_seconds: int | None,
                   window_seconds: float = 1.0) -> AudioFeatures:

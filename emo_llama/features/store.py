@@ -68,7 +68,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from emo_llama.faces.video import MediaError
-from emo_llama.features.audio import AUDIO_STATUSES, AudioExtractor
+from emo_llama.features.audio import AUDIO_STATUSES, AudioExtractor, AudioFeatures
 from emo_llama.features.extractor import FeatureExtractor, MediaFeatures
 from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, model_cache_dir, package_version
@@ -384,7 +384,7 @@ def extract_audio_to_store(encoder, samples, max_frames: int, rank: int = 0, wor
     sound is stored with its status ("silent", "no_audio_track", "unreadable"), never skipped or guessed."""
     extractor = AudioExtractor(encoder, max_frames=max_frames)
     store = filled_store(extractor, samples, rank, world, barrier, progress, root, chunk_size)
-    return extractor, store, {m: json.loads(store.agr(m))["status"] for m in store}
+    return extractor, store, {m: AudioFeatures.stored_status(store.agr(m)) for m in store}
 
 
 def audio_report(statuses: Mapping[str, str], kinds: Mapping[str, str] | None = None, listed: int = 50) -> dict:

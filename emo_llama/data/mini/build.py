@@ -29,7 +29,8 @@ from emo_llama.data.aus import VARIANTS, describe_aus, describe_aus_zh
 from emo_llama.data.datasets.base import FERDataset, register
 from emo_llama.data.datasets.image_sets import load_rafdb
 from emo_llama.data.datasets.video_sets import MAFW_SPLIT_DIR, load_mafw
-from emo_llama.data.labels import MINI_CLASSES, RAFDB_CLASSES, canonical_label
+from emo_llama.data.labels import MINI_CLASSES, RAFDB_CLASSES
+from emo_llama.data.mini.sanity import ExpressionReader
 from emo_llama.data.mini.sources import load_identities
 from emo_llama.data.mini.speech import (
     SAMPLE_RATE,
@@ -40,8 +41,6 @@ from emo_llama.data.mini.speech import (
     synthesise,
 )
 from emo_llama.data.mini.warp import similarity, warp_face
-from emo_llama.expert import get_expression_net
-from emo_llama.faces import FaceCropper
 from emo_llama.faces.samples import HELD_OUT_IDENTITIES
 from emo_llama.progress import progress as progress_bar
 from emo_llama.utils import atomic_path, default_cache_dir, torch_threads
@@ -195,20 +194,13 @@ def make_judge(name: str | None, crop: bool = False):
     """
     if name is None:
         return None
-    import torch
+    reader = ExpressionReader(name, crop=crop)
 
-    net = get_expression_net(name=name, device="cpu")
-    names = [canonical_label(c) for c in net.classes]
-    cropper = FaceCropper(device="cpu", on_missing="whole_frame") if crop else None
-
-    @torch.no_grad()
     def judge(image: np.ndarray) -> dict[str, float]:
         # One small image: extra threads only spin (measured 10x slower on a busy 2-core CPU).
         with torch_threads(1):
-            if cropper is not None:
-                image = cropper.crop([image])[0].crop
-            probs = net(torch.from_numpy(np.array(image[None])).permute(0, 3, 1, 2).float() / 255)[0]
-        return {n: float(p) for n, p in zip(names, probs) if n in MINI_CLASSES}
+            probs = reader([image])[0][0]
+        return {n: float(p) for n, p in zip(reader.names, probs) if n in MINI_CLASSES}
 
     return judge
 

@@ -39,7 +39,32 @@ def detection_rate(frames: Sequence[np.ndarray]) -> tuple[float, list[int]]:
     return 1.0 - len(missed) / max(len(frames), 1), missed
 
 
-@torch.no_grad()
+class ExpressionReader:
+    """A 7-class expression net (an `emo_llama.expert.EXPRESSION_NETS` name) reading frames the way the model's
+    pipeline sees a face: the MTCNN crop, or the whole frame where MTCNN finds none (mini's frames are already
+    face-centred). `crop=False` reads the whole frames. `names`: the net's classes, canonical.
+
+    One reader loads its net once: the gate here, mini's render judge (`build.make_judge`), and the benchmarks
+    that read many frames (`benchmarks/expert_vs_mini_labels.py`)."""
+
+    def __init__(self, net_name: str = GATE, crop: bool = True):
+        self.net = get_expression_net(name=net_name, device="cpu")
+        self.names = [canonical_label(c) for c in self.net.classes]
+        self.cropper = FaceCropper(device="cpu", on_missing="whole_frame") if crop else None
+
+    @torch.no_grad()
+    def __call__(self, frames: Sequence[np.ndarray], batch: int = 64) -> tuple[torch.Tensor, np.ndarray]:
+        """(probabilities (N, 7) over `names`, found (N,) bool: MTCNN found a face; all True without cropping)."""
+        if self.cropper is None:
+            images, found = np.stack(frames), np.ones(len(frames), dtype=bool)
+        else:
+            results = self.cropper.crop(list(frames))
+            images, found = np.stack([r.crop for r in results]), np.array([r.found for r in results])
+        probs = [self.net(torch.from_numpy(images[start:start + batch]).permute(0, 3, 1, 2).float() / 255)
+                 for start in range(0, len(images), batch)]
+        return torch.cat(probs), found
+
+
 def expression_net_scores(samples: Sequence[Sample], classes: Sequence[str], batch: int = 64,
                           net_name: str = GATE) -> dict:
     """Score a 7-class expression net (the gate unless `net_name` says otherwise) on samples (MTCNN crop,
@@ -48,20 +73,11 @@ def expression_net_scores(samples: Sequence[Sample], classes: Sequence[str], bat
     A frame where MTCNN finds no face is scored from the whole frame (it is already face-centred).
     Returns compute_metrics(...) plus 'detection_rate' and 'predictions'.
     """
-    frames = first_frames(samples)
-    results = FaceCropper(device="cpu", on_missing="whole_frame").crop(frames)
-    found = np.mean([r.found for r in results])
-    crops = np.stack([r.crop for r in results])
-    net = get_expression_net(name=net_name, device="cpu")
-    probs = []
-    for start in range(0, len(crops), batch):
-        x = torch.from_numpy(crops[start:start + batch]).permute(0, 3, 1, 2).float() / 255
-        probs.append(net(x))
-    probs = torch.cat(probs)
-    names = [canonical_label(c) for c in net.classes]
-    pred = [names[i] for i in probs.argmax(1).tolist()]
+    reader = ExpressionReader(net_name)
+    probs, found = reader(first_frames(samples), batch)
+    pred = [reader.names[i] for i in probs.argmax(1).tolist()]
     pred = [p if p in classes else None for p in pred]
     metrics = compute_metrics([s.label for s in samples], pred, classes)
-    metrics["detection_rate"] = float(found)
+    metrics["detection_rate"] = float(np.mean(found))
     metrics["predictions"] = pred
     return metrics
